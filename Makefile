@@ -1,0 +1,107 @@
+# hakmem build.
+#   make                         release libraries: build/libhakmem.so, build/libhakmem.a
+#   make BUILD_FLAVOR=debug      debug libraries:   build/libhakmem-debug.so, .a
+#   make test                    builds both flavors and runs every test against each
+#   make bench                   benchmark table: hakmem vs system, mimalloc, jemalloc, tcmalloc
+#   make install PREFIX=/usr/local
+#   make bench_random_mixed_hakmem BUILD_FLAVOR=release|debug [EXTRA_CFLAGS=...]
+
+BUILD_FLAVOR ?= release
+PREFIX       ?= /usr/local
+CC           ?= cc
+B            := build
+
+FLAGS_release := -DNDEBUG -DHAKMEM_BUILD_RELEASE=1 -DHAKMEM_DEBUG_COUNTERS=0 -O3
+FLAGS_debug   := -DHAKMEM_BUILD_DEBUG=1 -DHAKMEM_DEBUG_COUNTERS=1 -O1 -g
+SUFFIX_release :=
+SUFFIX_debug   := -debug
+ifeq ($(filter $(BUILD_FLAVOR),release debug),)
+  $(error BUILD_FLAVOR must be release or debug)
+endif
+SUFFIX := $(SUFFIX_$(BUILD_FLAVOR))
+
+# -fno-builtin: the compiler must not turn our own malloc+memset into a call
+# to calloc, nor assume anything about the functions we are defining.
+# -ftls-model=initial-exec: one %fs-relative load per thread-local access.
+# -fvisibility=hidden + -fno-semantic-interposition: internal calls are direct.
+BASE_CFLAGS := -std=gnu11 -Wall -Wextra -fPIC -fno-builtin -fno-plt \
+               -ftls-model=initial-exec -fvisibility=hidden \
+               -fno-semantic-interposition -fno-stack-protector -Iinclude -Isrc
+
+SRCS := $(wildcard src/*.c)
+HDRS := $(wildcard src/*.h) include/hakmem.h
+
+.PHONY: all lib test bench install clean FORCE
+all: lib
+lib: $(B)/libhakmem$(SUFFIX).so $(B)/libhakmem$(SUFFIX).a
+
+# One set of rules per flavor; objects in build/obj-<flavor>/.  A stamp file
+# holding the flags makes a change of flags (EXTRA_CFLAGS) rebuild.
+define FLAVOR_RULES
+CFLAGS_$(1) := $$(BASE_CFLAGS) $$(FLAGS_$(1)) $$(EXTRA_CFLAGS)
+OBJS_$(1) := $$(SRCS:src/%.c=$(B)/obj-$(1)/%.o)
+$(B)/obj-$(1)/.flags: FORCE
+	@mkdir -p $$(@D)
+	@echo '$$(CC) $$(CFLAGS_$(1))' | cmp -s - $$@ || echo '$$(CC) $$(CFLAGS_$(1))' > $$@
+$(B)/obj-$(1)/%.o: src/%.c $$(HDRS) $(B)/obj-$(1)/.flags
+	$$(CC) $$(CFLAGS_$(1)) -c $$< -o $$@
+$(B)/libhakmem$$(SUFFIX_$(1)).so: $$(OBJS_$(1))
+	$$(CC) -shared -Wl,-soname,libhakmem$$(SUFFIX_$(1)).so -Wl,-z,now -o $$@ $$^ -lpthread
+$(B)/libhakmem$$(SUFFIX_$(1)).a: $$(OBJS_$(1))
+	rm -f $$@
+	ar rcs $$@ $$^
+endef
+$(eval $(call FLAVOR_RULES,release))
+$(eval $(call FLAVOR_RULES,debug))
+
+# ---------------------------------------------------------------- benchmarks
+BENCH_CFLAGS := -std=gnu11 -O2 -Wall -Wextra -Iinclude
+BENCHES := $(B)/bench_random_mixed $(B)/bench_mt_mixed $(B)/bench_prodcons
+
+$(B)/bench_%: bench/bench_%.c bench/bench_common.h
+	@mkdir -p $(B)
+	$(CC) $(BENCH_CFLAGS) -o $@ $< -lpthread
+
+# The report's target: the benchmark linked directly with hakmem.
+bench_random_mixed_hakmem: $(B)/libhakmem$(SUFFIX).a
+	$(CC) $(BENCH_CFLAGS) -o $(B)/bench_random_mixed_hakmem$(SUFFIX) bench/bench_random_mixed.c $< -lpthread
+
+bench: $(BENCHES) $(B)/libhakmem.so
+	python3 bench/run_bench.py --lib $(B)/libhakmem.so --bindir $(B)
+
+# --------------------------------------------------------------------- tests
+TEST_CFLAGS := -std=gnu11 -O1 -g -Wall -Wextra -Iinclude -fno-builtin
+CMOCKA_TESTS := test_api test_stress test_fork test_misuse
+TEST_BINS_R := $(CMOCKA_TESTS:%=$(B)/tests/%-release)
+TEST_BINS_D := $(CMOCKA_TESTS:%=$(B)/tests/%-debug)
+
+$(B)/tests/%-release: tests/%.c tests/test_util.h $(B)/libhakmem.so
+	@mkdir -p $(B)/tests
+	$(CC) $(TEST_CFLAGS) -o $@ $< -L$(B) -Wl,-rpath,'$$ORIGIN/..' -lhakmem -lcmocka -lpthread
+
+$(B)/tests/%-debug: tests/%.c tests/test_util.h $(B)/libhakmem-debug.so
+	@mkdir -p $(B)/tests
+	$(CC) $(TEST_CFLAGS) -o $@ $< -L$(B) -Wl,-rpath,'$$ORIGIN/..' -lhakmem-debug -lcmocka -lpthread
+
+$(B)/tests/test_static-release: tests/test_static.c $(B)/libhakmem.a
+	@mkdir -p $(B)/tests
+	$(CC) $(TEST_CFLAGS) -static -o $@ $< $(B)/libhakmem.a -lpthread
+
+$(B)/tests/test_static-debug: tests/test_static.c $(B)/libhakmem-debug.a
+	@mkdir -p $(B)/tests
+	$(CC) $(TEST_CFLAGS) -static -o $@ $< $(B)/libhakmem-debug.a -lpthread
+
+test: $(TEST_BINS_R) $(TEST_BINS_D) $(B)/tests/test_static-release $(B)/tests/test_static-debug
+	sh tests/run_tests.sh $(B)
+
+# ------------------------------------------------------------------- install
+install: lib
+	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -m 755 $(B)/libhakmem$(SUFFIX).so $(DESTDIR)$(PREFIX)/lib/
+	install -m 644 $(B)/libhakmem$(SUFFIX).a $(DESTDIR)$(PREFIX)/lib/
+	install -m 644 include/hakmem.h $(DESTDIR)$(PREFIX)/include/
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@SUFFIX@|$(SUFFIX)|' hakmem.pc.in \
+	  > $(DESTDIR)$(PREFIX)/lib/pkgconfig/hakmem$(SUFFIX).pc
+
+clean:
+	rm -rf $(B)

@@ -1,0 +1,377 @@
+/* The exported C API, start-up, fork handlers and thread exit.
+ *
+ * Call tree of the two hot paths:
+ *
+ *   malloc(n)                       n <= 1024 (tiny tier)
+ *     tiny_alloc_gate(n)            class from one table load
+ *     malloc_tiny_fast              pop the thread's bin: the hit path
+ *       -> unified_cache_refill     (refill.c) bin empty, or first use
+ *     malloc_slow                   n > 1024: mid classes, then large.c
+ *
+ *   free(p)
+ *     free_tiny_fast                registry says p is in a SuperSlab, its slab
+ *                                   (found by masking) is ours, p is a block
+ *                                   start, and its free key is not set: push
+ *       -> unified_cache_flush      (refill.c) bin over its cap
+ *       -> free_gate_slow           anything else: remote free, double free,
+ *                                   invalid pointer, large block, NULL
+ *
+ * The hit paths take no lock, make no atomic operation and no system call.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <malloc.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/auxv.h>
+#include <unistd.h>
+
+#include "hakmem.h"
+#include "hakmem_internal.h"
+
+/* ----------------------------------------------------------- state */
+
+/* A new thread starts on the empty heap: its bins are all empty, so the first
+ * malloc misses into the refill path, which gives the thread a real heap.
+ * free never needs a heap: a block whose slab is not ours is a remote free. */
+hak_heap_t hak_heap_empty;
+__thread hak_heap_t *hak_tl_heap __attribute__((tls_model("initial-exec"))) = &hak_heap_empty;
+uintptr_t hak_free_key;
+pthread_key_t hak_thread_key;
+
+const uint8_t hak_tiny_class_tbl[HAK_TINY_MAX / 16 + 1] = {
+    0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 8, 9, 9, 10, 10, 11, 11,
+    12, 12, 12, 12, 13, 13, 13, 13, 14, 14, 14, 14, 15, 15, 15, 15,
+    16, 16, 16, 16, 16, 16, 16, 16, 17, 17, 17, 17, 17, 17, 17, 17,
+    18, 18, 18, 18, 18, 18, 18, 18, 19, 19, 19, 19, 19, 19, 19, 19,
+};
+
+const uint32_t hak_class_size[HAK_NUM_CLASSES] = {
+    16, 32, 48, 64, 80, 96, 112, 128,               /* tiny: 16-byte steps */
+    160, 192, 224, 256, 320, 384, 448, 512,         /* then 4 per doubling */
+    640, 768, 896, 1024,
+    1280, 1536, 1792, 2048, 2560, 3072, 3584, 4096,  /* mid */
+    5120, 6144, 7168, 8192, 10240, 12288, 14336, 16384,
+    20480, 24576, 28672, 32768,
+};
+
+/* ----------------------------------------------------------- start-up */
+
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+
+static void fork_prepare(void) {
+    pthread_mutex_lock(&hak_pool_lock);
+    hak_large_fork_prepare();
+}
+
+static void fork_parent(void) {
+    hak_large_fork_parent();
+    pthread_mutex_unlock(&hak_pool_lock);
+}
+
+static void fork_child(void) {
+    hak_large_fork_child();
+    pthread_mutex_init(&hak_pool_lock, NULL);
+    hak_heap_fork_child(hak_tl_heap);
+}
+
+static void thread_exit(void *heap) { hak_heap_abandon(heap); }
+
+static void init_once_fn(void) {
+    /* The free key: kernel-supplied random bytes mixed with the clock.  Its
+     * low nibble is 0xA, so a key word never equals 0 (what malloc stores)
+     * for any 16-aligned block. */
+    uint64_t r = 0;
+    const unsigned char *rnd = (const unsigned char *)getauxval(AT_RANDOM);
+    if (rnd) memcpy(&r, rnd + 8, sizeof r);
+    r ^= (uint64_t)__builtin_ia32_rdtsc() * 0x9E3779B97F4A7C15ull;
+    r ^= (uint64_t)(uintptr_t)&r;
+    hak_free_key = (uintptr_t)((r & ~(uint64_t)0xF) | 0xA);
+    pthread_key_create(&hak_thread_key, thread_exit);
+    pthread_atfork(fork_prepare, fork_parent, fork_child);
+}
+
+void hak_init(void) { pthread_once(&init_once, init_once_fn); }
+
+__attribute__((constructor)) static void hak_ctor(void) { hak_init(); }
+
+/* ----------------------------------------------------------- allocation */
+
+HAK_INLINE void *bin_pop(hak_heap_t *h, unsigned cls) {
+    hak_bin_t *bin = &h->bins[cls];
+    void **b = bin->head;
+    if (HAK_UNLIKELY(b == NULL)) return unified_cache_refill(h, cls);
+    bin->head = b[0];
+    bin->count--;
+    b[1] = NULL;           /* clear the free key */
+    return b;
+}
+
+static HAK_NOINLINE void *malloc_slow(size_t n) {
+    if (n <= HAK_SMALL_MAX) return bin_pop(hak_tl_heap, hak_size_class(n));
+    return hak_large_alloc(n, 0, 0);
+}
+
+/* malloc_tiny_fast: the hit path of the tiny tier. */
+HAK_INLINE void *malloc_tiny_fast(size_t n) {
+    if (HAK_LIKELY(n <= HAK_TINY_MAX)) return bin_pop(hak_tl_heap, tiny_alloc_gate(n));
+    return malloc_slow(n);
+}
+
+HAK_EXPORT void *hak_malloc(size_t n) { return malloc_tiny_fast(n); }
+
+/* ----------------------------------------------------------- free */
+
+/* The block p, in slab s, is not a plain free to our own heap. */
+static HAK_COLD void free_small_slow(void *p, hak_slab_t *s, const char *fn) {
+    uintptr_t a = (uintptr_t)p;
+    hak_heap_t *owner = __atomic_load_n(&s->owner, __ATOMIC_ACQUIRE);
+    if (owner == NULL) hak_fatal_ptr(fn, "invalid pointer (not an allocated block)", p);
+    if (!hak_slab_is_block(s, (uint32_t)(a & (HAK_SLAB_SIZE - 1))))
+        hak_fatal_ptr(fn, "invalid pointer (inside or beyond a block)", p);
+    if (((uintptr_t *)p)[1] == hak_block_key(a)) hak_fatal_ptr(fn, "double free of", p);
+    hak_free_remote(s, a);
+}
+
+static HAK_COLD void free_gate_slow(void *p, const char *fn) {
+    if (p == NULL) return;
+    if (((uintptr_t)p & (HAK_MIN_ALIGN - 1)) == 0) {
+        int r = hak_large_free(p);
+        if (r > 0) return;
+        if (r < 0) hak_fatal_ptr(fn, "double free of", p);
+    }
+    hak_fatal_ptr(fn, "invalid pointer", p);
+}
+
+/* tiny_free_gate + free_tiny_fast: validate with the slab's state (found by
+ * masking) and the block's free key, then push to the thread's bin. */
+HAK_INLINE void free_tiny_fast(void *p, const char *fn) {
+    uintptr_t a = (uintptr_t)p;
+    size_t ri = a >> HAK_SS_SHIFT;
+    if (HAK_UNLIKELY(ri >= HAK_REGISTRY_SIZE || hak_registry[ri] != HAK_REG_SS)) {
+        free_gate_slow(p, fn);
+        return;
+    }
+    hak_slab_t *s = hak_slab_of(a);
+    hak_heap_t *h = hak_tl_heap;
+    if (HAK_UNLIKELY(s->owner != h ||
+                     !hak_slab_is_block(s, (uint32_t)(a & (HAK_SLAB_SIZE - 1))) ||
+                     ((uintptr_t *)p)[1] == hak_block_key(a))) {
+        free_small_slow(p, s, fn);
+        return;
+    }
+    hak_bin_t *bin = &h->bins[s->cls];
+    void **b = p;
+    b[0] = bin->head;
+    b[1] = (void *)hak_block_key(a);
+    bin->head = b;
+    if (HAK_UNLIKELY(++bin->count >= bin->cap)) unified_cache_flush(h, s->cls, bin->cap / 2);
+}
+
+HAK_EXPORT void hak_free(void *p) { free_tiny_fast(p, "free"); }
+
+/* Size of a live block, or abort with `fn` in the message if p is not one. */
+static size_t block_usable(void *p, const char *fn) {
+    uintptr_t a = (uintptr_t)p;
+    if (hak_super_lookup(p)) {
+        hak_slab_t *s = hak_slab_of(a);
+        if (__atomic_load_n(&s->owner, __ATOMIC_ACQUIRE) == NULL ||
+            !hak_slab_is_block(s, (uint32_t)(a & (HAK_SLAB_SIZE - 1))))
+            hak_fatal_ptr(fn, "invalid pointer", p);
+        if (((uintptr_t *)p)[1] == hak_block_key(a)) hak_fatal_ptr(fn, "pointer to a freed block", p);
+        return s->bsize;
+    }
+    size_t n = (a & (HAK_MIN_ALIGN - 1)) ? 0 : hak_large_usable(p);
+    if (n == 0) hak_fatal_ptr(fn, "invalid pointer", p);
+    return n;
+}
+
+/* ----------------------------------------------------------- the rest */
+
+HAK_EXPORT void *hak_calloc(size_t n, size_t size) {
+    size_t total;
+    if (__builtin_mul_overflow(n, size, &total)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    if (total > HAK_SMALL_MAX) return hak_large_alloc(total, 0, 1);
+    void *p = malloc_tiny_fast(total);
+    if (p) __builtin_memset(p, 0, total);
+    return p;
+}
+
+HAK_EXPORT void *hak_realloc(void *p, size_t n) {
+    if (p == NULL) return hak_malloc(n);
+    if (n == 0) {                        /* glibc: free and return NULL */
+        free_tiny_fast(p, "realloc");
+        return NULL;
+    }
+    size_t old;
+    if (hak_super_lookup(p)) {
+        old = block_usable(p, "realloc");
+        /* Keep the block if n needs the same class (no move, no waste). */
+        if (n <= old && (n > HAK_SMALL_MAX || hak_size_class(n) == hak_size_class(old))) return p;
+    } else {
+        int handled = 0;
+        if (((uintptr_t)p & (HAK_MIN_ALIGN - 1)) == 0) {
+            void *r = hak_large_realloc(p, n, &handled);
+            if (handled) return r;
+        }
+        hak_fatal_ptr("realloc", "invalid pointer", p);
+    }
+    void *np = hak_malloc(n);
+    if (np == NULL) return NULL;
+    __builtin_memcpy(np, p, n < old ? n : old);
+    free_tiny_fast(p, "realloc");
+    return np;
+}
+
+HAK_EXPORT void *hak_reallocarray(void *p, size_t n, size_t size) {
+    size_t total;
+    if (__builtin_mul_overflow(n, size, &total)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return hak_realloc(p, total);
+}
+
+/* Aligned allocation.  A slab starts on a 64 KiB boundary, so a class whose
+ * block size is a multiple of `align` gives aligned blocks; the power-of-two
+ * classes guarantee such a class exists for every align <= 32 KiB. */
+static void *alloc_aligned(size_t align, size_t n) {
+    if (align <= HAK_MIN_ALIGN) return hak_malloc(n);
+    if (align <= HAK_SMALL_MAX && n <= HAK_SMALL_MAX) {
+        size_t m = (n < align ? align : n + align - 1) & ~(align - 1);
+        if (m <= HAK_SMALL_MAX) {
+            unsigned cls = hak_size_class(m);
+            while (hak_class_size[cls] & (align - 1)) cls++;
+            return bin_pop(hak_tl_heap, cls);
+        }
+    }
+    return hak_large_alloc(n, align, 0);
+}
+
+static int is_pow2(size_t a) { return a != 0 && (a & (a - 1)) == 0; }
+
+HAK_EXPORT int hak_posix_memalign(void **out, size_t align, size_t n) {
+    if (!is_pow2(align) || align % sizeof(void *) != 0) return EINVAL;
+    int saved = errno;
+    void *p = alloc_aligned(align, n);
+    if (!p) {
+        errno = saved;
+        return ENOMEM;
+    }
+    *out = p;
+    return 0;
+}
+
+HAK_EXPORT void *hak_aligned_alloc(size_t align, size_t n) {
+    if (!is_pow2(align)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    return alloc_aligned(align, n);
+}
+
+HAK_EXPORT void *hak_memalign(size_t align, size_t n) {
+    if (align > ((size_t)1 << 62)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if (!is_pow2(align)) {             /* glibc: round up to a power of two */
+        size_t a = HAK_MIN_ALIGN;
+        while (a < align) a <<= 1;
+        align = a;
+    }
+    return alloc_aligned(align, n);
+}
+
+static size_t page_size(void) { return 4096; }
+
+HAK_EXPORT void *hak_valloc(size_t n) { return alloc_aligned(page_size(), n); }
+
+HAK_EXPORT void *hak_pvalloc(size_t n) {
+    size_t ps = page_size();
+    if (n > SIZE_MAX - ps) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    n = n ? (n + ps - 1) & ~(ps - 1) : ps;
+    return alloc_aligned(ps, n);
+}
+
+HAK_EXPORT size_t hak_malloc_usable_size(void *p) {
+    return p ? block_usable(p, "malloc_usable_size") : 0;
+}
+
+HAK_EXPORT void hak_free_sized(void *p, size_t size) {
+    (void)size;
+    free_tiny_fast(p, "free_sized");
+}
+
+HAK_EXPORT void hak_free_aligned_sized(void *p, size_t align, size_t size) {
+    (void)align;
+    (void)size;
+    free_tiny_fast(p, "free_aligned_sized");
+}
+
+HAK_EXPORT size_t hak_small_size_max(void) { return HAK_SMALL_MAX; }
+
+/* ------------------------------------------- the standard names (aliases) */
+#define HAK_ALIAS(name, target) \
+    extern __typeof(target) name __attribute__((alias(#target), visibility("default")))
+
+HAK_ALIAS(malloc, hak_malloc);
+HAK_ALIAS(free, hak_free);
+HAK_ALIAS(calloc, hak_calloc);
+HAK_ALIAS(realloc, hak_realloc);
+HAK_ALIAS(reallocarray, hak_reallocarray);
+HAK_ALIAS(posix_memalign, hak_posix_memalign);
+HAK_ALIAS(aligned_alloc, hak_aligned_alloc);
+HAK_ALIAS(memalign, hak_memalign);
+HAK_ALIAS(valloc, hak_valloc);
+HAK_ALIAS(pvalloc, hak_pvalloc);
+HAK_ALIAS(malloc_usable_size, hak_malloc_usable_size);
+HAK_ALIAS(free_sized, hak_free_sized);
+HAK_ALIAS(free_aligned_sized, hak_free_aligned_sized);
+/* glibc's internal names, which some programs and libraries call directly. */
+HAK_ALIAS(__libc_malloc, hak_malloc);
+HAK_ALIAS(__libc_free, hak_free);
+HAK_ALIAS(__libc_calloc, hak_calloc);
+HAK_ALIAS(__libc_realloc, hak_realloc);
+HAK_ALIAS(__libc_memalign, hak_memalign);
+HAK_ALIAS(__libc_valloc, hak_valloc);
+HAK_ALIAS(__libc_pvalloc, hak_pvalloc);
+
+/* glibc's malloc extras, so that a static link never pulls in glibc's own
+ * malloc, and programs that call them keep working. */
+HAK_EXPORT int malloc_trim(size_t pad) {
+    (void)pad;
+    return 0;
+}
+
+HAK_EXPORT int mallopt(int param, int value) {
+    (void)param;
+    (void)value;
+    return 1;
+}
+
+HAK_EXPORT struct mallinfo2 mallinfo2(void) {
+    struct mallinfo2 mi;
+    memset(&mi, 0, sizeof mi);
+    return mi;
+}
+
+HAK_EXPORT struct mallinfo mallinfo(void) {
+    struct mallinfo mi;
+    memset(&mi, 0, sizeof mi);
+    return mi;
+}
+
+HAK_EXPORT void malloc_stats(void) {}
+
+HAK_EXPORT int malloc_info(int options, FILE *fp) {
+    (void)options;
+    fprintf(fp, "<malloc version=\"hakmem-%d.%d\"/>\n", HAKMEM_VERSION_MAJOR, HAKMEM_VERSION_MINOR);
+    return 0;
+}

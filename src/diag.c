@@ -1,0 +1,56 @@
+/* Error reports.  Nothing here may allocate: these run while the heap may be
+ * inconsistent, so the message is assembled on the stack and written with
+ * write(2). */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "hakmem_internal.h"
+
+void hak_write_err(const char *s) {
+    size_t n = strlen(s);
+    while (n > 0) {
+        ssize_t w = write(2, s, n);
+        if (w <= 0) return;
+        s += w;
+        n -= (size_t)w;
+    }
+}
+
+static char *put_str(char *o, char *end, const char *s) {
+    while (*s && o < end) *o++ = *s++;
+    return o;
+}
+
+/* Same form as printf's %p: 0x followed by lowercase hex, or (nil). */
+static char *put_ptr(char *o, char *end, const void *p) {
+    uintptr_t v = (uintptr_t)p;
+    if (!v) return put_str(o, end, "(nil)");
+    char tmp[2 * sizeof v];
+    int n = 0;
+    while (v) { tmp[n++] = "0123456789abcdef"[v & 15]; v >>= 4; }
+    o = put_str(o, end, "0x");
+    while (n > 0 && o < end) *o++ = tmp[--n];
+    return o;
+}
+
+void hak_fatal_ptr(const char *fn, const char *what, const void *p) {
+    char buf[256], *o = buf, *end = buf + sizeof buf - 2;
+    o = put_str(o, end, "hakmem: ");
+    o = put_str(o, end, fn);
+    o = put_str(o, end, "(): ");
+    o = put_str(o, end, what);
+    o = put_str(o, end, " ");
+    o = put_ptr(o, end, p);
+    *o++ = '\n';
+    *o = 0;
+    hak_write_err(buf);
+    abort();
+}
+
+void hak_fatal(const char *msg) {
+    hak_write_err("hakmem: ");
+    hak_write_err(msg);
+    hak_write_err("\n");
+    abort();
+}

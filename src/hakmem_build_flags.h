@@ -1,0 +1,38 @@
+/* Every compile-time knob of hakmem, with its default, and the flags derived
+ * from them.  Set by the Makefile's BUILD_FLAVOR (release | debug) and by
+ * EXTRA_CFLAGS, e.g. EXTRA_CFLAGS=-DHAKMEM_DEBUG_COUNTERS=1 on a release
+ * build turns the counters on.
+ *
+ * Diagnostics are written as `if (HAKMEM_DEBUG_CHECKS) ...` rather than #if
+ * blocks where possible, so they are type-checked in every build and removed
+ * by the optimiser when the flag is 0.
+ */
+#ifndef HAKMEM_BUILD_FLAGS_H
+#define HAKMEM_BUILD_FLAGS_H
+
+#ifndef HAKMEM_BUILD_DEBUG
+#  define HAKMEM_BUILD_DEBUG 0
+#endif
+
+#ifndef HAKMEM_BUILD_RELEASE
+#  define HAKMEM_BUILD_RELEASE (!HAKMEM_BUILD_DEBUG)
+#endif
+
+#if HAKMEM_BUILD_RELEASE && HAKMEM_BUILD_DEBUG
+#  error "HAKMEM_BUILD_RELEASE and HAKMEM_BUILD_DEBUG are exclusive"
+#endif
+
+/* Counters: 0 by default under NDEBUG, as in the report. */
+#ifndef HAKMEM_DEBUG_COUNTERS
+#  ifdef NDEBUG
+#    define HAKMEM_DEBUG_COUNTERS 0
+#  else
+#    define HAKMEM_DEBUG_COUNTERS 1
+#  endif
+#endif
+
+/* Derived: expensive consistency checks (freelist validation on refill,
+ * every free checked against the slab's state) only in the debug flavor. */
+#define HAKMEM_DEBUG_CHECKS HAKMEM_BUILD_DEBUG
+
+#endif /* HAKMEM_BUILD_FLAGS_H */

@@ -1,0 +1,227 @@
+/* hakmem internal types and inline helpers.
+ *
+ * Objects, from the top down:
+ *
+ *   heap (hak_heap_t)      one per thread, reached through one initial-exec
+ *                          TLS pointer (hak_tl_heap).  Holds the front cache
+ *                          ("unified cache": one LIFO bin per size class), the
+ *                          partial-slab list per class, the warm pool of
+ *                          SuperSlabs with free slab slots, and the queue of
+ *                          slabs that received frees from other threads.
+ *   SuperSlab              a 2 MiB region aligned to 2 MiB.  Its first 64 KiB
+ *   (hak_superslab_t)      hold the header and the 31 slab descriptors; the
+ *                          other 31 x 64 KiB are slabs.  A SuperSlab belongs
+ *                          to one heap while it has slabs in use.
+ *   slab (hak_slab_t)      64 KiB of blocks of one size class, owned by one
+ *                          heap.  Its descriptor lives in the SuperSlab header
+ *                          and is found from any block by masking the address.
+ *   registry               one byte per 2 MiB of address space: is this
+ *                          region a SuperSlab of ours?  O(1), no hashing.
+ *   shared pool            global list of empty SuperSlabs, under one lock.
+ *   large blocks           > HAK_SMALL_MAX: direct mappings (large.c).
+ *
+ * Memory layout of a SuperSlab:
+ *
+ *   +0       hak_superslab_t header, slab descriptors [0..31] (0 unused)
+ *   +64K     slab 1 blocks
+ *   ...
+ *   +31*64K  slab 31 blocks            (2 MiB total, 2 MiB aligned)
+ *
+ * A free block holds two words: next (the free-list link) and its free key
+ * (hak_free_key ^ block address).  malloc clears the key word; free finds the
+ * key in place only if the block is already free, which is how double frees
+ * are caught in O(1).  Every block is at least 16 bytes and 16-byte aligned.
+ */
+#ifndef HAKMEM_INTERNAL_H
+#define HAKMEM_INTERNAL_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <pthread.h>
+
+#include "hakmem_build_flags.h"
+
+#define HAK_LIKELY(x)   __builtin_expect(!!(x), 1)
+#define HAK_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define HAK_INLINE      static inline __attribute__((always_inline))
+#define HAK_NOINLINE    __attribute__((noinline))
+#define HAK_COLD        __attribute__((noinline, cold))
+#define HAK_EXPORT      __attribute__((visibility("default")))
+
+/* ------------------------------------------------------------------ limits */
+#define HAK_SS_SHIFT        21                      /* SuperSlab: 2 MiB */
+#define HAK_SS_SIZE         ((uintptr_t)1 << HAK_SS_SHIFT)
+#define HAK_SLAB_SHIFT      16                      /* slab: 64 KiB */
+#define HAK_SLAB_SIZE       ((uintptr_t)1 << HAK_SLAB_SHIFT)
+#define HAK_SLABS_PER_SS    32                      /* slot 0 holds the header */
+#define HAK_ADDR_BITS       47                      /* x86-64 user space */
+#define HAK_REGISTRY_SIZE   ((size_t)1 << (HAK_ADDR_BITS - HAK_SS_SHIFT))
+
+#define HAK_TINY_MAX        1024                    /* the report's tiny tier */
+#define HAK_SMALL_MAX       32768                   /* largest slab class */
+#define HAK_TINY_CLASSES    20
+#define HAK_NUM_CLASSES     40
+#define HAK_MIN_ALIGN       16
+
+#define HAK_FRONT_BUDGET    65536   /* bytes a bin may hold before it flushes */
+#define HAK_FRONT_CAP_MAX   128
+#define HAK_FRONT_CAP_MIN   4
+#define WARM_POOL_PREFILL_BUDGET 2  /* SuperSlabs taken per shared-pool visit */
+#define HAK_POOL_RETAIN_MAX 4       /* empty SuperSlabs the shared pool keeps */
+
+#define HAK_SS_MAGIC        0x48414b4d53534c42ull   /* "HAKMSSLB" */
+#define HAK_REG_SS          1
+
+/* ------------------------------------------------------------------- types */
+struct hak_heap;
+
+typedef struct hak_slab {
+    /* Line 0: read by the free gate; written only when the slab changes
+     * state or is carved (by its owner). */
+    struct hak_heap *owner;        /* NULL while the slab slot is free */
+    uint64_t div_magic;            /* off % bsize == 0 iff off*magic < magic */
+    uint32_t carved;               /* offsets below this were handed out */
+    uint32_t bsize;
+    uint8_t  cls;
+    uint8_t  in_partial;
+    uint16_t index;                /* slot in its SuperSlab */
+    uint32_t cap_end;              /* (64K / bsize) * bsize */
+    /* owner-only state */
+    void    *free;                 /* local free list */
+    uint32_t nfree;
+    uint32_t used;                 /* blocks out of the slab (users + bins) */
+    struct hak_slab *next, *prev;  /* heap's partial list of this class */
+    /* Line 1: written by other threads. */
+    _Alignas(64) _Atomic uintptr_t xthread_free;  /* remote frees | QUEUED */
+    struct hak_slab *next_remote;                 /* heap's remote queue */
+} hak_slab_t;
+
+#define HAK_XTHREAD_QUEUED ((uintptr_t)1)
+
+typedef struct hak_superslab {
+    uint64_t magic;
+    struct hak_heap *heap;         /* owning heap; NULL in the shared pool */
+    uint32_t free_mask;            /* bit i: slab slot i is free */
+    uint32_t nused;                /* slabs in use */
+    uint32_t tier;                 /* HAK_TIER_HOT / HAK_TIER_COLD */
+    uint32_t in_warm;
+    struct hak_superslab *next, *prev;  /* heap's warm/full list, or pool */
+    _Alignas(64) hak_slab_t slabs[HAK_SLABS_PER_SS];
+} hak_superslab_t;
+
+enum { HAK_TIER_HOT = 0, HAK_TIER_COLD = 1 };
+
+/* Front-cache bin: a LIFO of free blocks of one class. */
+typedef struct hak_bin {
+    void    *head;
+    uint32_t count;
+    uint32_t cap;
+} hak_bin_t;
+
+typedef struct hak_heap {
+    hak_bin_t bins[HAK_NUM_CLASSES];            /* the hot part */
+    hak_slab_t *partial[HAK_NUM_CLASSES];       /* slabs with room */
+    hak_superslab_t *warm;                       /* SuperSlabs with free slots */
+    hak_superslab_t *full;                       /* SuperSlabs without */
+    uint32_t nwarm_empty;                        /* warm SuperSlabs with no slab in use */
+    uint32_t active;                             /* a live thread uses it */
+    struct hak_heap *next_all;                   /* every heap, for diagnostics */
+    struct hak_heap *next_orphan;                /* heaps of exited threads */
+    _Alignas(64) _Atomic(hak_slab_t *) remote_slabs;  /* slabs with remote frees */
+} hak_heap_t;
+
+/* ----------------------------------------------------------------- globals */
+extern __thread hak_heap_t *hak_tl_heap __attribute__((tls_model("initial-exec")));
+extern hak_heap_t hak_heap_empty;
+extern uintptr_t hak_free_key;
+extern uint8_t hak_registry[HAK_REGISTRY_SIZE];
+extern const uint8_t hak_tiny_class_tbl[HAK_TINY_MAX / 16 + 1];
+extern const uint32_t hak_class_size[HAK_NUM_CLASSES];
+extern pthread_mutex_t hak_pool_lock;
+
+/* ------------------------------------------------------- inline primitives */
+
+/* tiny_alloc_gate: size (<= HAK_TINY_MAX) -> class, one table load. */
+HAK_INLINE unsigned tiny_alloc_gate(size_t n) {
+    return hak_tiny_class_tbl[(n + 15) >> 4];
+}
+
+/* Any size in 1..HAK_SMALL_MAX -> class; four classes per doubling above
+ * the tiny tier. */
+HAK_INLINE unsigned hak_size_class(size_t n) {
+    if (n <= HAK_TINY_MAX) return tiny_alloc_gate(n);
+    size_t s = n - 1;
+    unsigned k = 63u - (unsigned)__builtin_clzl(s);
+    return HAK_TINY_CLASSES + (k - 10) * 4 + (unsigned)((s >> (k - 2)) & 3);
+}
+
+/* hak_super_lookup: the SuperSlab holding p, or NULL if p is not in one. */
+HAK_INLINE hak_superslab_t *hak_super_lookup(const void *p) {
+    uintptr_t a = (uintptr_t)p;
+    size_t ri = a >> HAK_SS_SHIFT;
+    if (ri >= HAK_REGISTRY_SIZE || hak_registry[ri] != HAK_REG_SS) return NULL;
+    return (hak_superslab_t *)(a & ~(HAK_SS_SIZE - 1));
+}
+
+HAK_INLINE hak_slab_t *hak_slab_of(uintptr_t a) {
+    hak_superslab_t *ss = (hak_superslab_t *)(a & ~(HAK_SS_SIZE - 1));
+    return &ss->slabs[(a >> HAK_SLAB_SHIFT) & (HAK_SLABS_PER_SS - 1)];
+}
+
+HAK_INLINE uintptr_t hak_slab_base(const hak_slab_t *s) {
+    return ((uintptr_t)s & ~(HAK_SS_SIZE - 1)) + ((uintptr_t)s->index << HAK_SLAB_SHIFT);
+}
+
+/* Is offset `off` (in the slab) the start of a block that was handed out? */
+HAK_INLINE int hak_slab_is_block(const hak_slab_t *s, uint32_t off) {
+    return off < s->carved && (uint64_t)off * s->div_magic < s->div_magic;
+}
+
+HAK_INLINE uintptr_t hak_block_key(uintptr_t a) { return hak_free_key ^ a; }
+
+/* ------------------------------------------------------- cross-module API */
+/* diag.c */
+__attribute__((noreturn)) void hak_fatal_ptr(const char *fn, const char *what, const void *p);
+__attribute__((noreturn)) void hak_fatal(const char *msg);
+void hak_write_err(const char *s);
+
+/* os.c: the only code that talks to the kernel about memory.
+ *   hak_os_map(size)            fresh zeroed read/write pages, or NULL
+ *   hak_os_map_aligned(sz, al)  same, start aligned to al (power of two)
+ *   hak_os_unmap(p, size)       give the range back
+ *   hak_os_purge(p, size)       keep the range mapped, drop its contents;
+ *                               it reads as zero afterwards */
+void *hak_os_map(size_t size);
+void *hak_os_map_aligned(size_t size, size_t align);
+void  hak_os_unmap(void *p, size_t size);
+void  hak_os_purge(void *p, size_t size);
+
+/* superslab.c: SuperSlabs, registry, shared pool */
+unsigned shared_pool_acquire(hak_superslab_t **out, unsigned max);
+void     shared_pool_release(hak_superslab_t *ss);
+void    *hak_meta_alloc(size_t size);
+int      ss_tier_is_hot(const hak_superslab_t *ss);
+
+/* refill.c: slow paths of the front cache */
+void *unified_cache_refill(hak_heap_t *h, unsigned cls);
+void  unified_cache_flush(hak_heap_t *h, unsigned cls, uint32_t keep);
+void  hak_heap_drain_remote(hak_heap_t *h);
+void  hak_free_remote(hak_slab_t *s, uintptr_t a);
+hak_heap_t *hak_heap_acquire(void);
+void  hak_heap_abandon(hak_heap_t *h);
+void  hak_heap_fork_child(hak_heap_t *self);
+
+/* large.c */
+void  *hak_large_alloc(size_t size, size_t align, int zero);
+int    hak_large_free(void *p);               /* 0 if p is not a large block */
+size_t hak_large_usable(const void *p);       /* 0 if p is not a large block */
+void  *hak_large_realloc(void *p, size_t size, int *handled);
+void   hak_large_fork_prepare(void);
+void   hak_large_fork_parent(void);
+void   hak_large_fork_child(void);
+
+/* api.c */
+void hak_init(void);
+
+#endif /* HAKMEM_INTERNAL_H */

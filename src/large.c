@@ -1,0 +1,241 @@
+/* Large tier: blocks above HAK_SMALL_MAX are direct mappings.
+ *
+ * A table (open addressing, keyed by the user pointer) records every live
+ * large block, so free() can tell a large block from a bad pointer, and a
+ * block needs no in-band header (any alignment up to the mapping's).  A few
+ * recently freed mappings are kept for reuse so that a malloc/free loop on
+ * one large size does not call the kernel each time.  One lock guards both;
+ * every path here is dominated by system calls or page faults anyway.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "hakmem.h"
+#include "hakmem_internal.h"
+
+#define PAGE            4096u
+#define CACHE_SLOTS     8
+#define CACHE_MAX_BYTES ((size_t)64 << 20)
+
+typedef struct {
+    uintptr_t ptr;          /* user pointer; 0 = empty slot */
+    uintptr_t base;         /* start of the mapping */
+    size_t    map_size;
+} large_ent_t;
+
+typedef struct { uintptr_t base; size_t size; } cached_map_t;
+
+static pthread_mutex_t large_lock = PTHREAD_MUTEX_INITIALIZER;
+static large_ent_t *tab;
+static size_t tab_cap, tab_count;            /* tab_cap: power of two */
+static cached_map_t cache[CACHE_SLOTS];      /* cache[0] is the oldest */
+static unsigned cache_n;
+static size_t cache_bytes;
+
+static size_t slot_of(uintptr_t ptr) {
+    return (size_t)(((ptr >> 12) * 0x9E3779B97F4A7C15ull) >> 20) & (tab_cap - 1);
+}
+
+static large_ent_t *tab_find(uintptr_t ptr) {
+    if (!tab_cap) return NULL;
+    for (size_t i = slot_of(ptr);; i = (i + 1) & (tab_cap - 1)) {
+        if (tab[i].ptr == ptr) return &tab[i];
+        if (tab[i].ptr == 0) return NULL;
+    }
+}
+
+static int tab_grow(void) {
+    size_t ncap = tab_cap ? tab_cap * 2 : 1024;
+    large_ent_t *nt = hak_os_map(ncap * sizeof *nt);
+    if (!nt) return -1;
+    large_ent_t *old = tab;
+    size_t ocap = tab_cap;
+    tab = nt;
+    tab_cap = ncap;
+    for (size_t i = 0; i < ocap; i++) {
+        if (!old[i].ptr) continue;
+        size_t j = slot_of(old[i].ptr);
+        while (tab[j].ptr) j = (j + 1) & (tab_cap - 1);
+        tab[j] = old[i];
+    }
+    if (old) hak_os_unmap(old, ocap * sizeof *old);
+    return 0;
+}
+
+static int tab_insert(uintptr_t ptr, uintptr_t base, size_t map_size) {
+    if ((tab_count + 1) * 4 > tab_cap * 3 && tab_grow() != 0) return -1;
+    size_t i = slot_of(ptr);
+    while (tab[i].ptr) i = (i + 1) & (tab_cap - 1);
+    tab[i] = (large_ent_t){ ptr, base, map_size };
+    tab_count++;
+    return 0;
+}
+
+/* Linear-probing delete by shifting later entries back: no tombstones. */
+static void tab_remove(large_ent_t *e) {
+    size_t i = (size_t)(e - tab);
+    for (size_t j = (i + 1) & (tab_cap - 1); tab[j].ptr; j = (j + 1) & (tab_cap - 1)) {
+        size_t home = slot_of(tab[j].ptr);
+        /* move j to i if its home is not in the cyclic range (i, j] */
+        if (((j - home) & (tab_cap - 1)) >= ((j - i) & (tab_cap - 1))) {
+            tab[i] = tab[j];
+            i = j;
+        }
+    }
+    tab[i].ptr = 0;
+    tab_count--;
+}
+
+/* A cached mapping of at least `need` bytes that does not waste more than a
+ * quarter of it; caller holds the lock. */
+static uintptr_t cache_take(size_t need, size_t *size_out) {
+    for (unsigned i = cache_n; i-- > 0;) {
+        size_t sz = cache[i].size;
+        if (sz >= need && sz - need <= need / 4) {
+            uintptr_t base = cache[i].base;
+            cache_bytes -= sz;
+            memmove(&cache[i], &cache[i + 1], (cache_n - i - 1) * sizeof cache[0]);
+            cache_n--;
+            *size_out = sz;
+            return base;
+        }
+    }
+    return 0;
+}
+
+static int cache_holds(uintptr_t base) {
+    for (unsigned i = 0; i < cache_n; i++)
+        if (cache[i].base == base) return 1;
+    return 0;
+}
+
+static size_t page_round(size_t n) { return (n + PAGE - 1) & ~(size_t)(PAGE - 1); }
+
+void *hak_large_alloc(size_t size, size_t align, int zero) {
+    if (size > PTRDIFF_MAX - (size_t)(8u << 20) || align > ((size_t)1 << 40)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    size_t need = page_round(size ? size : 1);
+    uintptr_t base = 0, ptr;
+    size_t map_size = 0;
+    int reused = 0;
+
+    pthread_mutex_lock(&large_lock);
+    if (align <= PAGE) {
+        base = cache_take(need, &map_size);
+        reused = base != 0;
+    }
+    pthread_mutex_unlock(&large_lock);
+
+    if (!base) {
+        map_size = need;
+        base = (uintptr_t)hak_os_map_aligned(need, align > PAGE ? align : PAGE);
+        if (!base) { errno = ENOMEM; return NULL; }
+    }
+    ptr = base;
+
+    pthread_mutex_lock(&large_lock);
+    int bad = tab_insert(ptr, base, map_size);
+    pthread_mutex_unlock(&large_lock);
+    if (bad) {
+        hak_os_unmap((void *)base, map_size);
+        errno = ENOMEM;
+        return NULL;
+    }
+    if (zero && reused) memset((void *)ptr, 0, size);
+    return (void *)ptr;
+}
+
+/* Returns 1 if p was a live large block (now freed), 0 if it is unknown,
+ * -1 if it is a large block that was already freed (still cached). */
+int hak_large_free(void *p) {
+    uintptr_t ptr = (uintptr_t)p;
+    uintptr_t evict_base = 0;
+    size_t evict_size = 0;
+    pthread_mutex_lock(&large_lock);
+    large_ent_t *e = tab_find(ptr);
+    if (!e) {
+        int dbl = cache_holds(ptr);
+        pthread_mutex_unlock(&large_lock);
+        return dbl ? -1 : 0;
+    }
+    uintptr_t base = e->base;
+    size_t size = e->map_size;
+    tab_remove(e);
+    if (ptr == base && size <= CACHE_MAX_BYTES / 2) {
+        while (cache_n == CACHE_SLOTS || cache_bytes + size > CACHE_MAX_BYTES) {
+            /* evict the oldest; unmap it outside the lock (one at a time) */
+            if (evict_base) break;
+            evict_base = cache[0].base;
+            evict_size = cache[0].size;
+            cache_bytes -= evict_size;
+            memmove(&cache[0], &cache[1], (cache_n - 1) * sizeof cache[0]);
+            cache_n--;
+        }
+        if (cache_n < CACHE_SLOTS && cache_bytes + size <= CACHE_MAX_BYTES) {
+            cache[cache_n++] = (cached_map_t){ base, size };
+            cache_bytes += size;
+            base = 0;
+        }
+    }
+    pthread_mutex_unlock(&large_lock);
+    if (evict_base) hak_os_unmap((void *)evict_base, evict_size);
+    if (base) hak_os_unmap((void *)base, size);
+    return 1;
+}
+
+size_t hak_large_usable(const void *p) {
+    pthread_mutex_lock(&large_lock);
+    large_ent_t *e = tab_find((uintptr_t)p);
+    size_t n = e ? e->base + e->map_size - e->ptr : 0;
+    pthread_mutex_unlock(&large_lock);
+    return n;
+}
+
+/* realloc of a large block.  Stays a mapping above HAK_SMALL_MAX and is
+ * resized with mremap (in place or moved by the kernel, never copied by us).
+ * *handled = 0 if p is not a large block. */
+void *hak_large_realloc(void *p, size_t size, int *handled) {
+    uintptr_t ptr = (uintptr_t)p;
+    pthread_mutex_lock(&large_lock);
+    large_ent_t *e = tab_find(ptr);
+    if (!e) {
+        pthread_mutex_unlock(&large_lock);
+        *handled = 0;
+        return NULL;
+    }
+    *handled = 1;
+    size_t usable = e->base + e->map_size - ptr;
+    if (size > HAK_SMALL_MAX && size <= PTRDIFF_MAX - (size_t)(8u << 20) && ptr == e->base) {
+        size_t need = page_round(size);
+        if (need == e->map_size) {
+            pthread_mutex_unlock(&large_lock);
+            return p;
+        }
+        void *np = mremap((void *)e->base, e->map_size, need, MREMAP_MAYMOVE);
+        if (np != MAP_FAILED) {
+            tab_remove(e);
+            int bad = tab_insert((uintptr_t)np, (uintptr_t)np, need);
+            pthread_mutex_unlock(&large_lock);
+            if (bad) hak_fatal("large block table: out of memory during realloc");
+            return np;
+        }
+    } else if (size <= usable && size > usable / 2 && size > HAK_SMALL_MAX) {
+        pthread_mutex_unlock(&large_lock);
+        return p;
+    }
+    pthread_mutex_unlock(&large_lock);
+    /* Copy: to a small block, or an aligned block that mremap cannot keep. */
+    void *np = hak_malloc(size);
+    if (!np) return NULL;
+    memcpy(np, p, size < usable ? size : usable);
+    hak_free(p);
+    return np;
+}
+
+void hak_large_fork_prepare(void) { pthread_mutex_lock(&large_lock); }
+void hak_large_fork_parent(void) { pthread_mutex_unlock(&large_lock); }
+void hak_large_fork_child(void) { pthread_mutex_init(&large_lock, NULL); }

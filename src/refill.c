@@ -1,0 +1,369 @@
+/* Refill: the slow paths behind the front cache.
+ *
+ *   unified_cache_refill(h, cls)      a bin ran dry (malloc miss)
+ *     hak_heap_drain_remote(h)        first take back frees from other threads
+ *     slab_take_free / slab_carve     then fill the bin from a partial slab
+ *     slab_alloc                      or from a new slab:
+ *       warm_pool_take                  a SuperSlab of this heap with room,
+ *         shared_pool_acquire           else up to WARM_POOL_PREFILL_BUDGET
+ *                                       empty SuperSlabs from the shared pool
+ *   unified_cache_flush(h, cls, keep) a bin overflowed (free), or the thread
+ *                                     exits: blocks go back to their slabs
+ *   hak_free_remote(s, p)             a free from a thread that does not own
+ *                                     the slab: lock-free push to the slab
+ *
+ * Everything here touches only the calling thread's heap, except
+ * hak_free_remote (atomics on the slab and the owner's remote queue) and the
+ * shared pool (its lock).
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "hakmem_internal.h"
+
+extern pthread_key_t hak_thread_key;
+
+/* ------------------------------------------------------ lists of the heap */
+
+static void partial_push(hak_heap_t *h, hak_slab_t *s) {
+    hak_slab_t **head = &h->partial[s->cls];
+    s->prev = NULL;
+    s->next = *head;
+    if (*head) (*head)->prev = s;
+    *head = s;
+    s->in_partial = 1;
+}
+
+static void partial_remove(hak_heap_t *h, hak_slab_t *s) {
+    if (s->prev) s->prev->next = s->next;
+    else h->partial[s->cls] = s->next;
+    if (s->next) s->next->prev = s->prev;
+    s->next = s->prev = NULL;
+    s->in_partial = 0;
+}
+
+static void warm_push(hak_heap_t *h, hak_superslab_t *ss) {
+    ss->prev = NULL;
+    ss->next = h->warm;
+    if (h->warm) h->warm->prev = ss;
+    h->warm = ss;
+    ss->in_warm = 1;
+}
+
+static void warm_remove(hak_heap_t *h, hak_superslab_t *ss) {
+    if (ss->prev) ss->prev->next = ss->next;
+    else h->warm = ss->next;
+    if (ss->next) ss->next->prev = ss->prev;
+    ss->next = ss->prev = NULL;
+    ss->in_warm = 0;
+}
+
+/* --------------------------------------------------------------- slabs */
+
+/* warm_pool_take: a SuperSlab of h with a free slab slot; prefill the warm
+ * pool from the shared pool when it is empty. */
+static hak_superslab_t *warm_pool_take(hak_heap_t *h) {
+    if (HAK_LIKELY(h->warm != NULL)) return h->warm;
+    hak_superslab_t *got[WARM_POOL_PREFILL_BUDGET];
+    unsigned n = shared_pool_acquire(got, WARM_POOL_PREFILL_BUDGET);
+    for (unsigned i = 0; i < n; i++) {
+        got[i]->heap = h;
+        warm_push(h, got[i]);
+        h->nwarm_empty++;
+    }
+    return h->warm;
+}
+
+static hak_slab_t *slab_alloc(hak_heap_t *h, unsigned cls) {
+    hak_superslab_t *ss = warm_pool_take(h);
+    if (!ss) return NULL;
+    unsigned i = (unsigned)__builtin_ctz(ss->free_mask);
+    ss->free_mask &= ~(1u << i);
+    if (ss->nused++ == 0) h->nwarm_empty--;
+    if (ss->free_mask == 0) warm_remove(h, ss);
+
+    hak_slab_t *s = &ss->slabs[i];
+    uint32_t bsize = hak_class_size[cls];
+    s->bsize = bsize;
+    s->cls = (uint8_t)cls;
+    s->div_magic = UINT64_MAX / bsize + 1;
+    s->cap_end = (uint32_t)(HAK_SLAB_SIZE / bsize) * bsize;
+    s->carved = 0;
+    s->free = NULL;
+    s->nfree = 0;
+    s->used = 0;
+    s->in_partial = 0;
+    /* Publish the owner last: the free gate trusts a slab whose owner is set. */
+    __atomic_store_n(&s->owner, h, __ATOMIC_RELEASE);
+    return s;
+}
+
+/* A SuperSlab with no slab in use: keep one per heap as the warm reserve,
+ * give the others back to the shared pool. */
+static void superslab_on_empty(hak_heap_t *h, hak_superslab_t *ss, int force) {
+    if (force || h->nwarm_empty >= 1) {
+        warm_remove(h, ss);
+        shared_pool_release(ss);
+    } else {
+        h->nwarm_empty++;
+    }
+}
+
+static void slab_release(hak_heap_t *h, hak_slab_t *s, int force) {
+    if (s->in_partial) partial_remove(h, s);
+    __atomic_store_n(&s->owner, NULL, __ATOMIC_RELEASE);
+    s->carved = 0;
+    s->free = NULL;
+    s->nfree = 0;
+    hak_superslab_t *ss = (hak_superslab_t *)((uintptr_t)s & ~(HAK_SS_SIZE - 1));
+    if (ss->free_mask == 0) warm_push(h, ss);
+    ss->free_mask |= 1u << s->index;
+    if (--ss->nused == 0) superslab_on_empty(h, ss, force);
+}
+
+/* Blocks came back to s: make it findable, and release it once empty unless
+ * it is the last slab this heap has for its class (so that a malloc/free
+ * loop on a fresh class does not map and release a slab each time). */
+static void slab_after_return(hak_heap_t *h, hak_slab_t *s, int force) {
+    if (!s->in_partial) partial_push(h, s);
+    if (s->used != 0) return;
+    if (atomic_load_explicit(&s->xthread_free, memory_order_acquire) != 0) return;
+    if (!force && h->partial[s->cls] == s && s->next == NULL) return;
+    slab_release(h, s, force);
+}
+
+/* Debug: every node must be a block of s that was carved. */
+static void slab_check_node(const hak_slab_t *s, const void *b) {
+    uintptr_t a = (uintptr_t)b;
+    if (hak_slab_of(a) != s || !hak_slab_is_block(s, (uint32_t)(a & (HAK_SLAB_SIZE - 1))))
+        hak_fatal_ptr("refill", "corrupted free list: bad node", b);
+}
+
+static void slab_take_free(hak_slab_t *s, hak_bin_t *bin, uint32_t want) {
+    void *b = s->free, *head = bin->head;
+    uint32_t n = 0;
+    while (b && n < want) {
+        if (HAKMEM_DEBUG_CHECKS) slab_check_node(s, b);
+        void *next = *(void **)b;
+        *(void **)b = head;
+        head = b;
+        b = next;
+        n++;
+    }
+    bin->head = head;
+    bin->count += n;
+    s->free = b;
+    s->nfree -= n;
+    s->used += n;
+}
+
+/* slab_carve: cut up to `want` never-used blocks off the slab's frontier. */
+static void slab_carve(hak_slab_t *s, hak_bin_t *bin, uint32_t want) {
+    uint32_t bsize = s->bsize;
+    uint32_t n = want;
+    if (s->carved + (uint64_t)n * bsize > s->cap_end) n = (s->cap_end - s->carved) / bsize;
+    uintptr_t base = hak_slab_base(s) + s->carved;
+    void *head = bin->head;
+    for (uint32_t i = n; i-- > 0;) {
+        uintptr_t blk = base + (uintptr_t)i * bsize;
+        ((void **)blk)[0] = head;
+        ((uintptr_t *)blk)[1] = hak_block_key(blk);
+        head = (void *)blk;
+    }
+    bin->head = head;
+    bin->count += n;
+    s->carved += n * bsize;
+    s->used += n;
+}
+
+/* -------------------------------------------------------- front cache */
+
+void *unified_cache_refill(hak_heap_t *h, unsigned cls) {
+    if (HAK_UNLIKELY(h == &hak_heap_empty)) {
+        h = hak_heap_acquire();
+        if (!h) { errno = ENOMEM; return NULL; }
+    }
+    hak_bin_t *bin = &h->bins[cls];
+    if (bin->head) goto pop;   /* the heap we just adopted may have blocks */
+    if (atomic_load_explicit(&h->remote_slabs, memory_order_relaxed))
+        hak_heap_drain_remote(h);
+
+    uint32_t want = bin->cap / 2;
+    hak_slab_t *s;
+    while ((s = h->partial[cls]) != NULL) {
+        if (s->free) slab_take_free(s, bin, want);
+        if (bin->count < want && s->carved < s->cap_end) slab_carve(s, bin, want - bin->count);
+        if (!s->free && s->carved >= s->cap_end) partial_remove(h, s);
+        if (bin->count) goto pop;
+    }
+    s = slab_alloc(h, cls);
+    if (!s) { errno = ENOMEM; return NULL; }
+    partial_push(h, s);
+    slab_carve(s, bin, want);
+
+pop:;
+    void **b = bin->head;
+    bin->head = b[0];
+    bin->count--;
+    b[1] = NULL;
+    return b;
+}
+
+static void blocks_return(hak_heap_t *h, void *list, int force) {
+    while (list) {
+        void **b = list;
+        list = b[0];
+        hak_slab_t *s = hak_slab_of((uintptr_t)b);
+        b[0] = s->free;
+        s->free = b;
+        s->nfree++;
+        s->used--;
+        slab_after_return(h, s, force);
+    }
+}
+
+/* unified_cache_flush: keep the `keep` most recently freed blocks of the bin
+ * (they are the cache-hot ones) and return the rest to their slabs. */
+void unified_cache_flush(hak_heap_t *h, unsigned cls, uint32_t keep) {
+    hak_bin_t *bin = &h->bins[cls];
+    void *rest;
+    if (keep == 0 || bin->count <= keep) {
+        if (keep) return;
+        rest = bin->head;
+        bin->head = NULL;
+        bin->count = 0;
+    } else {
+        void **cut = bin->head;
+        for (uint32_t i = 1; i < keep; i++) cut = cut[0];
+        rest = cut[0];
+        cut[0] = NULL;
+        bin->count = keep;
+    }
+    blocks_return(h, rest, 0);
+}
+
+/* ------------------------------------------------------- remote frees */
+
+/* A free from a thread that does not own the slab.  The block goes onto the
+ * slab's atomic list; the first block after the list was taken also queues
+ * the slab on its owner's remote queue (the QUEUED bit says it is there, or
+ * about to be, so the owner will not release the slab meanwhile). */
+void hak_free_remote(hak_slab_t *s, uintptr_t a) {
+    void **blk = (void **)a;
+    blk[1] = (void *)hak_block_key(a);
+    uintptr_t old = atomic_load_explicit(&s->xthread_free, memory_order_relaxed);
+    do {
+        blk[0] = (void *)(old & ~HAK_XTHREAD_QUEUED);
+    } while (!atomic_compare_exchange_weak_explicit(&s->xthread_free, &old, a | HAK_XTHREAD_QUEUED,
+                                                    memory_order_release, memory_order_relaxed));
+    if (old & HAK_XTHREAD_QUEUED) return;
+    hak_heap_t *owner = __atomic_load_n(&s->owner, __ATOMIC_ACQUIRE);
+    hak_slab_t *head = atomic_load_explicit(&owner->remote_slabs, memory_order_relaxed);
+    do {
+        s->next_remote = head;
+    } while (!atomic_compare_exchange_weak_explicit(&owner->remote_slabs, &head, s,
+                                                    memory_order_release, memory_order_relaxed));
+}
+
+static void heap_drain_remote_forced(hak_heap_t *h, int force) {
+    hak_slab_t *s = atomic_exchange_explicit(&h->remote_slabs, NULL, memory_order_acquire);
+    while (s) {
+        hak_slab_t *next = s->next_remote;   /* read before the slab can be queued again */
+        uintptr_t list = atomic_exchange_explicit(&s->xthread_free, 0, memory_order_acquire);
+        list &= ~HAK_XTHREAD_QUEUED;
+        if (list) {
+            void **tail = (void **)list;
+            uint32_t n = 1;
+            while (tail[0]) {
+                if (HAKMEM_DEBUG_CHECKS) slab_check_node(s, tail[0]);
+                tail = tail[0];
+                n++;
+            }
+            tail[0] = s->free;
+            s->free = (void *)list;
+            s->nfree += n;
+            s->used -= n;
+        }
+        slab_after_return(h, s, force);
+        s = next;
+    }
+}
+
+void hak_heap_drain_remote(hak_heap_t *h) { heap_drain_remote_forced(h, 0); }
+
+/* ------------------------------------------------------- heap life cycle */
+
+static hak_heap_t *heap_orphans;   /* heaps of exited threads, for reuse */
+static hak_heap_t *heap_all;
+
+hak_heap_t *hak_heap_acquire(void) {
+    hak_init();
+    pthread_mutex_lock(&hak_pool_lock);
+    hak_heap_t *h = heap_orphans;
+    if (h) {
+        heap_orphans = h->next_orphan;
+    } else {
+        h = hak_meta_alloc(sizeof *h);      /* fresh pages: zeroed */
+        if (h) {
+            for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
+                uint32_t cap = HAK_FRONT_BUDGET / hak_class_size[c];
+                if (cap > HAK_FRONT_CAP_MAX) cap = HAK_FRONT_CAP_MAX;
+                if (cap < HAK_FRONT_CAP_MIN) cap = HAK_FRONT_CAP_MIN;
+                h->bins[c].cap = cap;
+            }
+            h->next_all = heap_all;
+            heap_all = h;
+        }
+    }
+    if (h) h->active = 1;
+    pthread_mutex_unlock(&hak_pool_lock);
+    if (!h) return NULL;
+    /* Set the TLS pointer before pthread_setspecific, which may allocate. */
+    hak_tl_heap = h;
+    pthread_setspecific(hak_thread_key, h);
+    return h;
+}
+
+/* Thread exit: every cached block goes back to its slab, empty slabs and
+ * SuperSlabs go back to the shared pool, and the heap (with the slabs that
+ * still hold live blocks) waits on the orphan list for the next thread. */
+void hak_heap_abandon(hak_heap_t *h) {
+    if (h == NULL || h == &hak_heap_empty) return;
+    hak_tl_heap = &hak_heap_empty;
+    for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
+        hak_bin_t *bin = &h->bins[c];
+        void *list = bin->head;
+        bin->head = NULL;
+        bin->count = 0;
+        blocks_return(h, list, 1);
+    }
+    heap_drain_remote_forced(h, 1);
+    for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
+        hak_slab_t *s = h->partial[c];
+        while (s) {
+            hak_slab_t *next = s->next;
+            if (s->used == 0) slab_after_return(h, s, 1);
+            s = next;
+        }
+    }
+    hak_superslab_t *ss = h->warm;
+    while (ss) {
+        hak_superslab_t *next = ss->next;
+        if (ss->nused == 0) { warm_remove(h, ss); shared_pool_release(ss); }
+        ss = next;
+    }
+    h->nwarm_empty = 0;
+    pthread_mutex_lock(&hak_pool_lock);
+    h->active = 0;
+    h->next_orphan = heap_orphans;
+    heap_orphans = h;
+    pthread_mutex_unlock(&hak_pool_lock);
+}
+
+/* In the child of fork() only the forking thread exists.  Heaps of the other
+ * threads may have been mid-update at the fork, so they are left alone (their
+ * memory is lost to the child) rather than recycled. */
+void hak_heap_fork_child(hak_heap_t *self) {
+    for (hak_heap_t *h = heap_all; h; h = h->next_all)
+        if (h != self && h->active) h->active = 0;
+}

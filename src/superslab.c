@@ -1,0 +1,95 @@
+/* Backend: SuperSlabs, the registry that says which 2 MiB regions are ours,
+ * the shared pool of empty SuperSlabs, and the arena for heap structs. */
+#include <string.h>
+
+#include "hakmem_internal.h"
+
+/* One byte per 2 MiB of the 47-bit address space: 64 MiB of zero pages in
+ * .bss, of which only the pages covering our SuperSlabs are ever written. */
+uint8_t hak_registry[HAK_REGISTRY_SIZE];
+
+pthread_mutex_t hak_pool_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* Shared pool: empty SuperSlabs, most recently released first (hot).  The
+ * pool keeps at most HAK_POOL_RETAIN_MAX; the rest go back to the OS. */
+static hak_superslab_t *pool_head;
+static unsigned pool_count;
+
+int ss_tier_is_hot(const hak_superslab_t *ss) { return ss->tier == HAK_TIER_HOT; }
+
+static hak_superslab_t *superslab_map(void) {
+    void *mem = hak_os_map_aligned(HAK_SS_SIZE, HAK_SS_SIZE);
+    if (!mem) return NULL;
+    uintptr_t ri = (uintptr_t)mem >> HAK_SS_SHIFT;
+    if (ri >= HAK_REGISTRY_SIZE) {          /* outside what the registry covers */
+        hak_os_unmap(mem, HAK_SS_SIZE);
+        return NULL;
+    }
+    hak_superslab_t *ss = mem;
+    ss->magic = HAK_SS_MAGIC;
+    ss->free_mask = ~(uint32_t)1;           /* slot 0 is the header */
+    for (unsigned i = 0; i < HAK_SLABS_PER_SS; i++) ss->slabs[i].index = (uint16_t)i;
+    __atomic_store_n(&hak_registry[ri], HAK_REG_SS, __ATOMIC_RELEASE);
+    return ss;
+}
+
+static void superslab_unmap(hak_superslab_t *ss) {
+    uintptr_t ri = (uintptr_t)ss >> HAK_SS_SHIFT;
+    __atomic_store_n(&hak_registry[ri], 0, __ATOMIC_RELEASE);
+    hak_os_unmap(ss, HAK_SS_SIZE);
+}
+
+/* shared_pool_acquire: up to `max` empty SuperSlabs under one lock; new ones
+ * are mapped when the pool runs dry.  Returns how many were stored. */
+unsigned shared_pool_acquire(hak_superslab_t **out, unsigned max) {
+    unsigned n = 0;
+    pthread_mutex_lock(&hak_pool_lock);
+    while (n < max && pool_head) {
+        hak_superslab_t *ss = pool_head;
+        pool_head = ss->next;
+        pool_count--;
+        out[n++] = ss;
+    }
+    pthread_mutex_unlock(&hak_pool_lock);
+    /* Map outside the lock; one fresh SuperSlab is enough to go on with. */
+    if (n == 0) {
+        hak_superslab_t *ss = superslab_map();
+        if (ss) out[n++] = ss;
+    }
+    for (unsigned i = 0; i < n; i++) {
+        out[i]->next = out[i]->prev = NULL;
+        out[i]->tier = HAK_TIER_HOT;
+    }
+    return n;
+}
+
+void shared_pool_release(hak_superslab_t *ss) {
+    ss->heap = NULL;
+    ss->in_warm = 0;
+    pthread_mutex_lock(&hak_pool_lock);
+    if (pool_count < HAK_POOL_RETAIN_MAX) {
+        ss->next = pool_head;
+        pool_head = ss;
+        pool_count++;
+        ss = NULL;
+    }
+    pthread_mutex_unlock(&hak_pool_lock);
+    if (ss) superslab_unmap(ss);
+}
+
+/* Metadata arena for heap structs: bump allocation in 64 KiB chunks, never
+ * freed (heaps are recycled, not released).  Caller holds hak_pool_lock. */
+void *hak_meta_alloc(size_t size) {
+    static uintptr_t cur, end;
+    size = (size + 63) & ~(size_t)63;
+    if (cur + size > end) {
+        size_t chunk = size > 65536 ? size : 65536;
+        void *m = hak_os_map(chunk);
+        if (!m) return NULL;
+        cur = (uintptr_t)m;
+        end = cur + chunk;
+    }
+    void *p = (void *)cur;
+    cur += size;
+    return p;
+}
