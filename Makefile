@@ -24,7 +24,7 @@ SUFFIX := $(SUFFIX_$(BUILD_FLAVOR))
 # to calloc, nor assume anything about the functions we are defining.
 # -ftls-model=initial-exec: one %fs-relative load per thread-local access.
 # -fvisibility=hidden + -fno-semantic-interposition: internal calls are direct.
-BASE_CFLAGS := -std=gnu11 -Wall -Wextra -fPIC -fno-builtin -fno-plt \
+BASE_CFLAGS := -std=gnu11 -Wall -Wextra -fPIC -fno-builtin -fno-plt -fno-tree-slp-vectorize \
                -ftls-model=initial-exec -fvisibility=hidden \
                -fno-semantic-interposition -fno-stack-protector -Iinclude -Isrc
 

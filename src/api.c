@@ -102,7 +102,7 @@ HAK_INLINE void *bin_pop(hak_heap_t *h, unsigned cls) {
     void **b = bin->head;
     if (HAK_UNLIKELY(b == NULL)) return unified_cache_refill(h, cls);
     bin->head = b[0];
-    bin->count--;
+    bin->room++;
     b[1] = NULL;           /* clear the free key */
     return b;
 }
@@ -165,7 +165,7 @@ HAK_INLINE void free_tiny_fast(void *p, const char *fn) {
     b[0] = bin->head;
     b[1] = (void *)hak_block_key(a);
     bin->head = b;
-    if (HAK_UNLIKELY(++bin->count >= bin->cap)) unified_cache_flush(h, s->cls, bin->cap / 2);
+    if (HAK_UNLIKELY(--bin->room == 0)) unified_cache_flush(h, s->cls, bin->cap / 2);
 }
 
 HAK_EXPORT void hak_free(void *p) { free_tiny_fast(p, "free"); }

@@ -112,10 +112,11 @@ typedef struct hak_superslab {
 
 enum { HAK_TIER_HOT = 0, HAK_TIER_COLD = 1 };
 
-/* Front-cache bin: a LIFO of free blocks of one class. */
+/* Front-cache bin: a LIFO of free blocks of one class.  It holds
+ * cap - room blocks; free flushes half of them when room reaches 0. */
 typedef struct hak_bin {
     void    *head;
-    uint32_t count;
+    uint32_t room;
     uint32_t cap;
 } hak_bin_t;
 
@@ -165,8 +166,12 @@ HAK_INLINE hak_superslab_t *hak_super_lookup(const void *p) {
 }
 
 HAK_INLINE hak_slab_t *hak_slab_of(uintptr_t a) {
-    hak_superslab_t *ss = (hak_superslab_t *)(a & ~(HAK_SS_SIZE - 1));
-    return &ss->slabs[(a >> HAK_SLAB_SHIFT) & (HAK_SLABS_PER_SS - 1)];
+    /* == &ss->slabs[(a >> HAK_SLAB_SHIFT) % HAK_SLABS_PER_SS], written so
+     * that the slot index is scaled by the descriptor size in one mask. */
+    _Static_assert(sizeof(hak_slab_t) == 128, "slab descriptor is 128 bytes");
+    uintptr_t ss = a & ~(HAK_SS_SIZE - 1);
+    uintptr_t scaled = (a >> (HAK_SLAB_SHIFT - 7)) & ((uintptr_t)(HAK_SLABS_PER_SS - 1) << 7);
+    return (hak_slab_t *)(ss + offsetof(hak_superslab_t, slabs) + scaled);
 }
 
 HAK_INLINE uintptr_t hak_slab_base(const hak_slab_t *s) {
@@ -177,6 +182,8 @@ HAK_INLINE uintptr_t hak_slab_base(const hak_slab_t *s) {
 HAK_INLINE int hak_slab_is_block(const hak_slab_t *s, uint32_t off) {
     return off < s->carved && (uint64_t)off * s->div_magic < s->div_magic;
 }
+
+HAK_INLINE uint32_t bin_count(const hak_bin_t *b) { return b->cap - b->room; }
 
 HAK_INLINE uintptr_t hak_block_key(uintptr_t a) { return hak_free_key ^ a; }
 

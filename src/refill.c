@@ -151,7 +151,7 @@ static void slab_take_free(hak_slab_t *s, hak_bin_t *bin, uint32_t want) {
         n++;
     }
     bin->head = head;
-    bin->count += n;
+    bin->room -= n;
     s->free = b;
     s->nfree -= n;
     s->used += n;
@@ -171,7 +171,7 @@ static void slab_carve(hak_slab_t *s, hak_bin_t *bin, uint32_t want) {
         head = (void *)blk;
     }
     bin->head = head;
-    bin->count += n;
+    bin->room -= n;
     s->carved += n * bsize;
     s->used += n;
 }
@@ -192,9 +192,9 @@ void *unified_cache_refill(hak_heap_t *h, unsigned cls) {
     hak_slab_t *s;
     while ((s = h->partial[cls]) != NULL) {
         if (s->free) slab_take_free(s, bin, want);
-        if (bin->count < want && s->carved < s->cap_end) slab_carve(s, bin, want - bin->count);
+        if (bin_count(bin) < want && s->carved < s->cap_end) slab_carve(s, bin, want - bin_count(bin));
         if (!s->free && s->carved >= s->cap_end) partial_remove(h, s);
-        if (bin->count) goto pop;
+        if (bin->head) goto pop;
     }
     s = slab_alloc(h, cls);
     if (!s) { errno = ENOMEM; return NULL; }
@@ -204,7 +204,7 @@ void *unified_cache_refill(hak_heap_t *h, unsigned cls) {
 pop:;
     void **b = bin->head;
     bin->head = b[0];
-    bin->count--;
+    bin->room++;
     b[1] = NULL;
     return b;
 }
@@ -227,17 +227,17 @@ static void blocks_return(hak_heap_t *h, void *list, int force) {
 void unified_cache_flush(hak_heap_t *h, unsigned cls, uint32_t keep) {
     hak_bin_t *bin = &h->bins[cls];
     void *rest;
-    if (keep == 0 || bin->count <= keep) {
+    if (keep == 0 || bin_count(bin) <= keep) {
         if (keep) return;
         rest = bin->head;
         bin->head = NULL;
-        bin->count = 0;
+        bin->room = bin->cap;
     } else {
         void **cut = bin->head;
         for (uint32_t i = 1; i < keep; i++) cut = cut[0];
         rest = cut[0];
         cut[0] = NULL;
-        bin->count = keep;
+        bin->room = bin->cap - keep;
     }
     blocks_return(h, rest, 0);
 }
@@ -310,6 +310,7 @@ hak_heap_t *hak_heap_acquire(void) {
                 if (cap > HAK_FRONT_CAP_MAX) cap = HAK_FRONT_CAP_MAX;
                 if (cap < HAK_FRONT_CAP_MIN) cap = HAK_FRONT_CAP_MIN;
                 h->bins[c].cap = cap;
+                h->bins[c].room = cap;
             }
             h->next_all = heap_all;
             heap_all = h;
@@ -334,7 +335,7 @@ void hak_heap_abandon(hak_heap_t *h) {
         hak_bin_t *bin = &h->bins[c];
         void *list = bin->head;
         bin->head = NULL;
-        bin->count = 0;
+        bin->room = bin->cap;
         blocks_return(h, list, 1);
     }
     heap_drain_remote_forced(h, 1);
