@@ -1,0 +1,345 @@
+#!/bin/sh
+# preload.sh DIR [LIBNAME]
+#
+# LD_PRELOAD DIR/LIBNAME (default libhakmem.so) into real Debian programs.
+# Each workload runs once without and once with the preload; stdout, stderr
+# and the exit status must be identical byte for byte.  Programs started by
+# the workload (git's helpers, cc1, as, ld, awk, ...) inherit the preload.
+#
+# Prints one line per check and last "preload: N passed, N failed";
+# exits non-zero if any check failed.
+#
+# Needs: python3 perl sqlite3 git gcc (Debian packages, see tests/DEPENDENCIES).
+
+set -u
+
+if [ $# -lt 1 ]; then
+    echo "usage: $0 DIR [LIBNAME]" >&2
+    exit 2
+fi
+
+LIBNAME=${2:-libhakmem.so}
+DIR=$(cd "$1" 2>/dev/null && pwd) || DIR=$1
+LIB=$DIR/$LIBNAME
+HERE=$(cd "$(dirname "$0")" && pwd)
+TIMEOUT=${HAKMEM_PRELOAD_TIMEOUT:-300}
+TAG=${LIBNAME%.so}
+
+pass=0
+fail=0
+
+ok() {
+    pass=$((pass + 1))
+    echo "ok   preload[$TAG] $1"
+}
+
+bad() {
+    fail=$((fail + 1))
+    echo "FAIL preload[$TAG] $1: $2"
+}
+
+finish() {
+    echo "preload: $pass passed, $fail failed"
+    [ "$fail" -eq 0 ]
+    exit $?
+}
+
+if [ ! -f "$LIB" ]; then
+    bad library "$LIB not found"
+    finish
+fi
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/hakmem-preload.XXXXXX") || exit 1
+trap 'rm -rf "$TMP"' EXIT INT TERM
+
+have() { command -v "$1" >/dev/null 2>&1; }
+
+# Show the first differing lines of two files (indented).
+show_diff() {
+    if have diff; then
+        diff "$1" "$2" | head -n 10 | sed 's/^/        /'
+    else
+        echo "        (files differ; diff not installed)"
+    fi
+}
+
+# --------------------------------------------------------------- workloads
+# Each wl_NAME runs in a fresh empty working directory (the current one),
+# with LD_PRELOAD already exported for the "with" run.
+
+wl_python() {
+    PYTHONHASHSEED=0 python3 "$HERE/scripts/alloc_heavy.py"
+}
+
+wl_perl() {
+    cat > script.pl <<'PERL'
+use strict;
+use warnings;
+my %h;
+for my $i (1 .. 150000) {
+    my $k = "key$i" . ("x" x ($i % 23));
+    $h{$k} = join(",", map { $_ * $i } 1 .. ($i % 7));
+}
+my ($n, $acc) = (0, 0);
+for my $k (sort keys %h) {
+    if ($k =~ /^key(\d+)(x*)$/) {
+        $acc = ($acc * 31 + $1 + length($2) + length($h{$k})) % 4294967291;
+    }
+    $n++;
+}
+my @parts;
+for my $i (1 .. 60000) {
+    push @parts, sprintf("%05d:%s", $i, scalar reverse("abc$i" x ($i % 5 + 1)));
+}
+my $big = join("|", @parts);
+(my $t = $big) =~ s/(\d+):/<$1>/g;
+my @w = split /\|/, $t;
+my %count;
+$count{substr($_, 0, 3)}++ for @w;
+delete $h{$_} for grep { /7/ } keys %h;
+my @srt = sort { $count{$b} <=> $count{$a} || $a cmp $b } keys %count;
+print "n=$n acc=$acc len=", length($big), " tlen=", length($t),
+      " words=", scalar(@w), " sum=", unpack("%32C*", $t), "\n";
+print "left=", scalar(keys %h), " top=@srt[0..4]\n";
+PERL
+    perl script.pl
+}
+
+wl_sqlite() {
+    sqlite3 test.db <<'SQL'
+CREATE TABLE t(id INTEGER PRIMARY KEY, a INTEGER, b TEXT, c REAL);
+WITH RECURSIVE cnt(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM cnt WHERE x < 100000)
+INSERT INTO t(a, b, c)
+  SELECT (x * 7919) % 1000,
+         printf('row-%d-%s', x, substr('abcdefghijklmnopqrstuvwxyz', 1 + x % 26)),
+         x / 7.0
+  FROM cnt;
+CREATE INDEX t_a ON t(a);
+CREATE INDEX t_b ON t(b);
+SELECT count(*), sum(a), printf('%.3f', total(c)) FROM t;
+SELECT a, count(*), sum(length(b)) FROM t GROUP BY a ORDER BY a LIMIT 5;
+SELECT b FROM t WHERE a = 77 ORDER BY b LIMIT 5;
+SELECT count(DISTINCT b), max(b), min(b) FROM t;
+SELECT sum(length(g)) FROM (SELECT a, group_concat(b, ',') AS g FROM t GROUP BY a);
+UPDATE t SET b = b || b WHERE a % 3 = 0;
+DELETE FROM t WHERE a % 5 = 0;
+SELECT count(*), sum(length(b)) FROM t;
+SELECT x.a, count(*) FROM t AS x JOIN t AS y ON x.a = y.a AND y.id < 2000
+  WHERE x.id < 2000 GROUP BY x.a ORDER BY 2 DESC, 1 LIMIT 5;
+VACUUM;
+PRAGMA integrity_check;
+SQL
+}
+
+wl_git() {
+    export HOME="$PWD" GIT_CONFIG_NOSYSTEM=1 GIT_CONFIG_GLOBAL=/dev/null
+    export GIT_AUTHOR_NAME="Hak Mem" GIT_AUTHOR_EMAIL="hakmem@example.org"
+    export GIT_COMMITTER_NAME="Hak Mem" GIT_COMMITTER_EMAIL="hakmem@example.org"
+    export GIT_AUTHOR_DATE="2024-01-01T00:00:00Z" GIT_COMMITTER_DATE="2024-01-01T00:00:00Z"
+    export LC_ALL=C TZ=UTC
+    git init -q -b main repo || return 1
+    cd repo || return 1
+    git config gc.auto 0
+    git config pack.threads 2
+    mkdir -p dir0 dir1 dir2
+    i=1
+    while [ $i -le 25 ]; do
+        awk -v n=$i 'BEGIN { for (f = 0; f < 8; f++) {
+                file = sprintf("dir%d/file%d.txt", f % 3, f)
+                for (l = 0; l < 200 + n * 10; l++)
+                    printf "file %d line %d rev %d %s\n", f, l, (l % (n + 1) == 0 ? n : 0), \
+                        substr("the quick brown fox jumps over the lazy dog", 1, (l * 7 + f) % 44) > file
+                close(file) } }' || return 1
+        git add -A || return 1
+        git commit -q -m "commit $i" -m "body of commit $i" || return 1
+        i=$((i + 1))
+    done
+    git log --stat
+    git rev-parse HEAD HEAD~10 HEAD~24
+    git diff --stat HEAD~20 HEAD
+    git blame -s dir1/file1.txt | tail -n 3
+    git gc --quiet || return 1
+    git fsck --no-progress --full || return 1
+    git count-objects -v | grep -E '^(count|in-pack|packs|garbage):'
+    git log --oneline | wc -l
+}
+
+wl_gcc() {
+    # A program with heap use, plus generated code so that cc1 works hard.
+    cat > prog.c <<'EOF'
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+struct node { struct node *next; unsigned long v; char name[24]; };
+static int cmp(const void *a, const void *b) {
+    unsigned long x = *(const unsigned long *)a, y = *(const unsigned long *)b;
+    return x < y ? -1 : x > y;
+}
+extern unsigned long gen_sum(unsigned long);
+int main(void) {
+    struct node *head = NULL;
+    unsigned long x = 12345, sum = 0, i;
+    for (i = 0; i < 200000; i++) {
+        struct node *n = malloc(sizeof *n);
+        if (!n) return 1;
+        x = x * 6364136223846793005ul + 1442695040888963407ul;
+        n->v = x >> 20;
+        snprintf(n->name, sizeof n->name, "n%lu", i);
+        n->next = head;
+        head = n;
+    }
+    unsigned long *arr = malloc(200000 * sizeof *arr);
+    if (!arr) return 1;
+    i = 0;
+    while (head) {
+        struct node *n = head;
+        head = n->next;
+        arr[i++] = n->v + strlen(n->name);
+        free(n);
+    }
+    qsort(arr, i, sizeof *arr, cmp);
+    for (i = 0; i < 200000; i += 1000) sum = sum * 31 + arr[i];
+    char *s = NULL;
+    size_t len = 0;
+    for (i = 0; i < 1000; i++) {
+        s = realloc(s, len + 64);
+        if (!s) return 1;
+        len += (size_t)snprintf(s + len, 64, "%lu,", arr[i * 37 % 200000] % 1000);
+    }
+    printf("sum=%lu len=%zu gen=%lu tail=%s\n", sum, len, gen_sum(7), s + len - 20);
+    free(s);
+    free(arr);
+    return 0;
+}
+EOF
+    awk 'BEGIN {
+        print "unsigned long gen_sum(unsigned long);"
+        for (i = 0; i < 600; i++) {
+            printf "static unsigned long f%d(unsigned long x) { unsigned long a[%d]; int i;\n", i, i % 13 + 2
+            printf "  for (i = 0; i < %d; i++) a[i] = x * %d + i;\n", i % 13 + 2, i + 1
+            printf "  x ^= a[%d] << %d; return x %s %d; }\n", i % 13 + 1, i % 7, (i % 2 ? "+" : "^"), i
+        }
+        print "unsigned long gen_sum(unsigned long x) {"
+        for (i = 0; i < 600; i++) printf "  x = f%d(x);\n", i
+        print "  return x; }"
+    }' > gen.c
+    gcc -O2 -S -o - gen.c | cksum || return 1
+    gcc -O2 -Wall -o prog prog.c gen.c || return 1
+    ./prog
+}
+
+# ------------------------------------------------------------------ driver
+
+# compare NAME FUNC: run FUNC twice (plain / preloaded) in fresh directories.
+compare() {
+    name=$1
+    func=$2
+    for mode in plain preload; do
+        d=$TMP/$name-$mode
+        mkdir -p "$d/work"
+        (
+            cd "$d/work" || exit 99
+            if [ $mode = preload ]; then
+                LD_PRELOAD=$LIB
+                export LD_PRELOAD
+            fi
+            $func
+        ) > "$d/out" 2> "$d/err" &
+        pid=$!
+        # watchdog: a hang must become a failure, not block CI
+        ( sleep "$TIMEOUT"; kill -9 $pid 2>/dev/null ) &
+        dog=$!
+        wait $pid
+        echo $? > "$d/rc"
+        kill $dog 2>/dev/null
+        wait $dog 2>/dev/null
+    done
+    p=$TMP/$name-plain
+    q=$TMP/$name-preload
+    if [ "$(cat "$p/rc")" != 0 ]; then
+        bad "$name" "reference run without preload failed (exit $(cat "$p/rc")): $(head -c 300 "$p/err")"
+        return
+    fi
+    if [ "$(cat "$q/rc")" != 0 ]; then
+        bad "$name" "exit status $(cat "$q/rc") with preload (0 without): $(head -c 600 "$q/err")"
+        return
+    fi
+    if ! cmp -s "$p/out" "$q/out"; then
+        bad "$name" "stdout differs with preload"
+        show_diff "$p/out" "$q/out"
+        return
+    fi
+    if ! cmp -s "$p/err" "$q/err"; then
+        bad "$name" "stderr differs with preload"
+        show_diff "$p/err" "$q/err"
+        return
+    fi
+    ok "$name ($(wc -c < "$p/out" | tr -d ' ') bytes of output identical)"
+}
+
+# The preload is really active: libhakmem is mapped, malloc resolves to it,
+# and a malloc'd block is a hakmem block.
+check_active() {
+    if ! have python3; then
+        bad active "python3 not installed"
+        return
+    fi
+    out=$(LD_PRELOAD=$LIB python3 - "$LIB" 2>&1 <<'PY'
+import ctypes, sys
+maps = open("/proc/self/maps").read()
+if "libhakmem" not in maps:
+    print("libhakmem is not mapped"); sys.exit(1)
+libc = ctypes.CDLL(None)
+hak = ctypes.CDLL(sys.argv[1])
+class DlInfo(ctypes.Structure):
+    _fields_ = [("fname", ctypes.c_char_p), ("fbase", ctypes.c_void_p),
+                ("sname", ctypes.c_char_p), ("saddr", ctypes.c_void_p)]
+for fn in ("malloc", "free", "calloc", "realloc", "posix_memalign", "malloc_usable_size"):
+    info = DlInfo()
+    where = ctypes.cast(getattr(libc, fn), ctypes.c_void_p)
+    if not libc.dladdr(where, ctypes.byref(info)) or b"libhakmem" not in (info.fname or b""):
+        print("%s resolves to %s, not libhakmem" % (fn, info.fname)); sys.exit(1)
+libc.malloc.restype = ctypes.c_void_p
+libc.malloc_usable_size.restype = ctypes.c_size_t
+libc.malloc_usable_size.argtypes = [ctypes.c_void_p]
+hak.hak_malloc_usable_size.restype = ctypes.c_size_t
+hak.hak_malloc_usable_size.argtypes = [ctypes.c_void_p]
+p = libc.malloc(1000)
+a, b = libc.malloc_usable_size(p), hak.hak_malloc_usable_size(p)
+if a != b or a < 1000:
+    print("usable size mismatch: %d vs %d" % (a, b)); sys.exit(1)
+print("active")
+PY
+)
+    rc=$?
+    if [ $rc -eq 0 ] && [ "$out" = active ]; then
+        ok "active in python3 (mapped, malloc resolves to libhakmem)"
+    else
+        bad "active in python3" "exit $rc: $out"
+    fi
+    # a plain C program (cat) sees it too, and nothing complains on stderr
+    maps=$(LD_PRELOAD=$LIB cat /proc/self/maps 2>"$TMP/cat.err")
+    if echo "$maps" | grep -q libhakmem && [ ! -s "$TMP/cat.err" ]; then
+        ok "active in cat"
+    else
+        bad "active in cat" "libhakmem not in /proc/self/maps or stderr: $(head -c 300 "$TMP/cat.err")"
+    fi
+    # and it is not there without the preload (sanity of the check)
+    if cat /proc/self/maps | grep -q libhakmem; then
+        bad "inactive without preload" "libhakmem mapped although not preloaded (is it in /etc/ld.so.preload?)"
+    else
+        ok "inactive without preload"
+    fi
+}
+
+check_active
+for prog in ${HAKMEM_PRELOAD_ONLY:-python3:python perl:perl sqlite3:sqlite git:git gcc:gcc}; do
+    bin=${prog%%:*}
+    name=${prog#*:}
+    if have "$bin"; then
+        compare "$name" "wl_$name"
+    else
+        bad "$name" "$bin not installed"
+    fi
+done
+finish

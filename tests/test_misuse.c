@@ -1,0 +1,388 @@
+/* test_misuse: hakmem detects invalid frees and reallocs and aborts.
+ *
+ * Each case runs in a forked child with stderr redirected to a pipe.  Before
+ * the misuse the child writes the "%p" form of the bad pointer into a shared
+ * page.  The parent asserts that the child died of SIGABRT and that its
+ * stderr mentions "hakmem" and that address. */
+#include "test_util.h"
+
+#include <setjmp.h>
+#include <cmocka.h>
+
+static void expect_abort(int (*fn)(void *), void *arg, const char *what)
+{
+    tu_shared *sh = tu_shared_page();
+    char err[4096], st[128];
+    int status = 0;
+
+    tu_shared_reset();
+    if (run_in_child(fn, arg, &status, err, sizeof err) != 0)
+        fail_msg("%s: fork failed: %s", what, strerror(errno));
+    if (sh->addr[0] == '\0')
+        fail_msg("%s: the child did not get as far as the misuse (%s); stderr: %s",
+                 what, tu_status_str(status, st, sizeof st), err);
+    if (!WIFSIGNALED(status) || WTERMSIG(status) != SIGABRT) {
+        if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+            fail_msg("%s on %s was not detected (the child carried on and exited 0); stderr: %s",
+                     what, sh->addr, err);
+        fail_msg("%s on %s: child %s, want SIGABRT; stderr: %s", what, sh->addr,
+                 tu_status_str(status, st, sizeof st), err);
+    }
+    if (!strstr(err, "hakmem"))
+        fail_msg("%s on %s: stderr does not mention \"hakmem\": \"%s\"", what, sh->addr, err);
+    if (!strstr(err, sh->addr))
+        fail_msg("%s: stderr does not contain the address %s: \"%s\"", what, sh->addr, err);
+}
+
+/* Keep a few live blocks around so that the heap is not trivially empty. */
+static void warm_up(void)
+{
+    static void *keep[64];
+    int i;
+    for (i = 0; i < 64; i++) {
+        keep[i] = malloc((size_t)(i * 61 % 3000 + 1));
+        if (keep[i])
+            memset(keep[i], 0x5C, (size_t)(i * 61 % 3000 + 1));
+    }
+}
+
+/* ------------------------------------------------------------- free() */
+
+static int do_free_stack(void *arg)
+{
+    (void)arg;
+    char buf[256];
+    memset(buf, 1, sizeof buf);
+    warm_up();
+    void *p = tu_launder(buf + 64);
+    tu_expect_addr(p);
+    free(p);
+    return 0;
+}
+
+static void test_free_stack(void **state)
+{
+    (void)state;
+    expect_abort(do_free_stack, NULL, "free of a stack address");
+}
+
+static int do_free_interior_small(void *arg)
+{
+    (void)arg;
+    warm_up();
+    unsigned char *p = malloc(100);
+    if (!p)
+        return 3;
+    memset(p, 2, 100);
+    void *q = tu_launder(p + 16);
+    tu_expect_addr(q);
+    free(q);
+    return 0;
+}
+
+static void test_free_interior_small(void **state)
+{
+    (void)state;
+    expect_abort(do_free_interior_small, NULL, "free of p+16, p = malloc(100)");
+}
+
+static int do_free_unaligned(void *arg)
+{
+    (void)arg;
+    warm_up();
+    unsigned char *p = malloc(100);
+    if (!p)
+        return 3;
+    void *q = tu_launder(p + 1);
+    tu_expect_addr(q);
+    free(q);
+    return 0;
+}
+
+static void test_free_unaligned(void **state)
+{
+    (void)state;
+    expect_abort(do_free_unaligned, NULL, "free of p+1, p = malloc(100)");
+}
+
+static int do_free_interior_mid(void *arg)
+{
+    (void)arg;
+    warm_up();
+    unsigned char *p = malloc(20000);
+    if (!p)
+        return 3;
+    void *q = tu_launder(p + 4096);
+    tu_expect_addr(q);
+    free(q);
+    return 0;
+}
+
+static void test_free_interior_mid(void **state)
+{
+    (void)state;
+    expect_abort(do_free_interior_mid, NULL, "free of p+4096, p = malloc(20000)");
+}
+
+static int do_free_interior_large(void *arg)
+{
+    (void)arg;
+    warm_up();
+    unsigned char *p = malloc(8 * TU_MIB);
+    if (!p)
+        return 3;
+    memset(p, 0, 8 * TU_MIB);
+    void *q = tu_launder(p + 4096);
+    tu_expect_addr(q);
+    free(q);
+    return 0;
+}
+
+static void test_free_interior_large(void **state)
+{
+    (void)state;
+    expect_abort(do_free_interior_large, NULL, "free of p+4096, p = malloc(8 MiB)");
+}
+
+static int do_free_wild(void *arg)
+{
+    (void)arg;
+    warm_up();
+    void *p = tu_launder((void *)0x123456789000);
+    tu_expect_addr(p);
+    free(p);
+    return 0;
+}
+
+static void test_free_wild(void **state)
+{
+    (void)state;
+    expect_abort(do_free_wild, NULL, "free of a wild address");
+}
+
+static int do_free_foreign_mmap(void *arg)
+{
+    size_t off = (size_t)(uintptr_t)arg;
+    warm_up();
+    unsigned char *m = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
+                            MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED)
+        return 4;
+    void *p = tu_launder(m + off);
+    tu_expect_addr(p);
+    free(p);
+    return 0;
+}
+
+static void test_free_foreign_mmap(void **state)
+{
+    (void)state;
+    expect_abort(do_free_foreign_mmap, (void *)(uintptr_t)0,
+                 "free of a page hakmem never mapped");
+    expect_abort(do_free_foreign_mmap, (void *)(uintptr_t)64,
+                 "free of an address inside a page hakmem never mapped");
+}
+
+/* A foreign mapping that starts on a 2 MiB boundary, filled with zeros or
+ * with garbage: an allocator that finds its metadata by rounding the pointer
+ * down must not be fooled. */
+static int do_free_foreign_aligned(void *arg)
+{
+    int garbage = (int)(uintptr_t)arg;
+    const size_t two = 2 * TU_MIB;
+    warm_up();
+    unsigned char *m = mmap(NULL, 3 * two, PROT_READ | PROT_WRITE,
+                            MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED)
+        return 4;
+    unsigned char *a = (unsigned char *)(((uintptr_t)m + two - 1) & ~(uintptr_t)(two - 1));
+    if (garbage)
+        memset(a, 0xFF, two);
+    void *p = tu_launder(a + 4096);
+    tu_expect_addr(p);
+    free(p);
+    return 0;
+}
+
+static void test_free_foreign_aligned_mapping(void **state)
+{
+    (void)state;
+    expect_abort(do_free_foreign_aligned, (void *)(uintptr_t)0,
+                 "free inside a zeroed 2 MiB-aligned foreign mapping");
+    expect_abort(do_free_foreign_aligned, (void *)(uintptr_t)1,
+                 "free inside a 0xFF-filled 2 MiB-aligned foreign mapping");
+}
+
+/* ------------------------------------------------------- double free */
+
+static int do_double_free(void *arg)
+{
+    size_t n = (size_t)(uintptr_t)arg;
+    warm_up();
+    unsigned char *a = malloc(n);
+    if (!a)
+        return 3;
+    memset(a, 7, n);
+    free(a);
+    void *p = tu_launder(a);
+    tu_expect_addr(p);
+    free(p);
+    return 0;
+}
+
+static void test_double_free_small(void **state)
+{
+    (void)state;
+    expect_abort(do_double_free, (void *)(uintptr_t)32, "double free of malloc(32)");
+    expect_abort(do_double_free, (void *)(uintptr_t)1000, "double free of malloc(1000)");
+}
+
+static void test_double_free_mid(void **state)
+{
+    (void)state;
+    expect_abort(do_double_free, (void *)(uintptr_t)20000, "double free of malloc(20000)");
+}
+
+static void test_double_free_large(void **state)
+{
+    (void)state;
+    expect_abort(do_double_free, (void *)(uintptr_t)(8 * TU_MIB), "double free of malloc(8 MiB)");
+}
+
+static int do_double_free_later(void *arg)
+{
+    size_t n = (size_t)(uintptr_t)arg;
+    tu_rng r;
+    int i;
+    warm_up();
+    unsigned char *a = malloc(n);
+    if (!a)
+        return 3;
+    memset(a, 7, n);
+    free(a);
+    /* 100 other blocks of various sizes, allocated and freed */
+    tu_rng_seed(&r, 3);
+    void *others[100];
+    for (i = 0; i < 100; i++) {
+        size_t m = i % 10 == 9 ? tu_rng_range(&r, 1025, 100000) : tu_rng_range(&r, 1, 1024);
+        others[i] = malloc(m);
+        if (!others[i])
+            return 3;
+        memset(others[i], 9, m);
+        if (i % 2)
+            free(others[i]);
+    }
+    for (i = 0; i < 100; i += 2)
+        free(others[i]);
+    void *p = tu_launder(a);
+    tu_expect_addr(p);
+    free(p);
+    return 0;
+}
+
+static void test_double_free_later(void **state)
+{
+    (void)state;
+    expect_abort(do_double_free_later, (void *)(uintptr_t)48,
+                 "double free of malloc(48) after 100 other mallocs/frees");
+    expect_abort(do_double_free_later, (void *)(uintptr_t)20000,
+                 "double free of malloc(20000) after 100 other mallocs/frees");
+}
+
+/* ---------------------------------------------------------- realloc */
+
+static int do_realloc_stack(void *arg)
+{
+    (void)arg;
+    char buf[128];
+    memset(buf, 1, sizeof buf);
+    warm_up();
+    void *p = tu_launder(buf + 32);
+    tu_expect_addr(p);
+    void *q = realloc(p, 1000);
+    (void)tu_launder(q);
+    return 0;
+}
+
+static void test_realloc_stack(void **state)
+{
+    (void)state;
+    expect_abort(do_realloc_stack, NULL, "realloc of a stack address");
+}
+
+static int do_realloc_wild(void *arg)
+{
+    (void)arg;
+    warm_up();
+    void *p = tu_launder((void *)0x123456789000);
+    tu_expect_addr(p);
+    void *q = realloc(p, 10);
+    (void)tu_launder(q);
+    return 0;
+}
+
+static void test_realloc_wild(void **state)
+{
+    (void)state;
+    expect_abort(do_realloc_wild, NULL, "realloc of a wild address");
+}
+
+static int do_realloc_freed(void *arg)
+{
+    (void)arg;
+    warm_up();
+    unsigned char *a = malloc(64);
+    if (!a)
+        return 3;
+    free(a);
+    void *p = tu_launder(a);
+    tu_expect_addr(p);
+    void *q = realloc(p, 200);
+    (void)tu_launder(q);
+    return 0;
+}
+
+static void test_realloc_freed(void **state)
+{
+    (void)state;
+    expect_abort(do_realloc_freed, NULL, "realloc of a freed block");
+}
+
+/* ------------------------------------------- the process survives misuse */
+
+/* After all the aborting children, the parent's allocator still works
+ * (the children's misuse cannot affect it, but the fork path can). */
+static void test_parent_unaffected(void **state)
+{
+    (void)state;
+    int i;
+    for (i = 0; i < 1000; i++) {
+        void *p = malloc((size_t)(i * 13 % 70000 + 1));
+        assert_non_null(p);
+        free(p);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_free_stack),
+        cmocka_unit_test(test_free_interior_small),
+        cmocka_unit_test(test_free_unaligned),
+        cmocka_unit_test(test_free_interior_mid),
+        cmocka_unit_test(test_free_interior_large),
+        cmocka_unit_test(test_free_wild),
+        cmocka_unit_test(test_free_foreign_mmap),
+        cmocka_unit_test(test_free_foreign_aligned_mapping),
+        cmocka_unit_test(test_double_free_small),
+        cmocka_unit_test(test_double_free_mid),
+        cmocka_unit_test(test_double_free_large),
+        cmocka_unit_test(test_double_free_later),
+        cmocka_unit_test(test_realloc_stack),
+        cmocka_unit_test(test_realloc_wild),
+        cmocka_unit_test(test_realloc_freed),
+        cmocka_unit_test(test_parent_unaffected),
+    };
+    alarm(300);
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
