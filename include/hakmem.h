@@ -35,6 +35,21 @@ void   hak_free_aligned_sized(void *p, size_t alignment, size_t size);
  * direct mappings. */
 size_t hak_small_size_max(void);
 
+/* Statistics: a table on stderr, or JSON into buf (returns the length the
+ * whole text needs, like snprintf).  HAKMEM_STATS=1 (table) or 2 (JSON)
+ * prints them at exit.  malloc_stats() prints the table too. */
+void   hak_stats_print(void);
+size_t hak_stats_json(char *buf, size_t size);
+
+/* Heap consistency check of the calling thread's heap; returns the number of
+ * problems found (each reported on stderr), 0 if none. */
+unsigned hak_check(void);
+
+/* Build facts, for tests and tools: 1 if the library is the debug flavor,
+ * 1 if its counters (HAKMEM_DEBUG_COUNTERS) are compiled in. */
+int hak_build_is_debug(void);
+int hak_build_has_counters(void);
+
 #ifdef __cplusplus
 }
 #endif

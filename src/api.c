@@ -87,6 +87,8 @@ static void init_once_fn(void) {
     r ^= (uint64_t)__builtin_ia32_rdtsc() * 0x9E3779B97F4A7C15ull;
     r ^= (uint64_t)(uintptr_t)&r;
     hak_free_key = (uintptr_t)((r & ~(uint64_t)0xF) | 0xA);
+    hak_options_init();
+    if (hak_opt.verbose) hak_options_print();
     pthread_key_create(&hak_thread_key, thread_exit);
     pthread_atfork(fork_prepare, fork_parent, fork_child);
 }
@@ -98,13 +100,8 @@ __attribute__((constructor)) static void hak_ctor(void) { hak_init(); }
 /* ----------------------------------------------------------- allocation */
 
 HAK_INLINE void *bin_pop(hak_heap_t *h, unsigned cls) {
-    hak_bin_t *bin = &h->bins[cls];
-    void **b = bin->head;
-    if (HAK_UNLIKELY(b == NULL)) return unified_cache_refill(h, cls);
-    bin->head = b[0];
-    bin->room++;
-    b[1] = NULL;           /* clear the free key */
-    return b;
+    if (HAK_UNLIKELY(h->bins[cls].head == NULL)) return unified_cache_refill(h, cls);
+    return bin_take(h, cls);
 }
 
 static HAK_NOINLINE void *malloc_slow(size_t n) {
@@ -130,6 +127,9 @@ static HAK_COLD void free_small_slow(void *p, hak_slab_t *s, const char *fn) {
     if (!hak_slab_is_block(s, (uint32_t)(a & (HAK_SLAB_SIZE - 1))))
         hak_fatal_ptr(fn, "invalid pointer (inside or beyond a block)", p);
     if (((uintptr_t *)p)[1] == hak_block_key(a)) hak_fatal_ptr(fn, "double free of", p);
+    if (HAKMEM_DEBUG_CHECKS) hak_debug_on_free(p, fn);
+    hak_heap_t *h = hak_tl_heap;
+    if (h != &hak_heap_empty) HAK_STAT_ADD(h->stats[s->cls].remote_frees, 1);
     hak_free_remote(s, a);
 }
 
@@ -160,6 +160,8 @@ HAK_INLINE void free_tiny_fast(void *p, const char *fn) {
         free_small_slow(p, s, fn);
         return;
     }
+    if (HAKMEM_DEBUG_CHECKS) hak_debug_on_free(p, fn);
+    if (HAKMEM_DEBUG_COUNTERS) HAK_STAT_ADD(h->stats[s->cls].frees, 1);
     hak_bin_t *bin = &h->bins[s->cls];
     void **b = p;
     b[0] = bin->head;
@@ -368,7 +370,10 @@ HAK_EXPORT struct mallinfo mallinfo(void) {
     return mi;
 }
 
-HAK_EXPORT void malloc_stats(void) {}
+HAK_EXPORT void malloc_stats(void) { hak_stats_print(); }
+
+HAK_EXPORT int hak_build_is_debug(void) { return HAKMEM_BUILD_DEBUG; }
+HAK_EXPORT int hak_build_has_counters(void) { return HAKMEM_DEBUG_COUNTERS; }
 
 HAK_EXPORT int malloc_info(int options, FILE *fp) {
     (void)options;

@@ -68,7 +68,7 @@
 #define HAK_FRONT_CAP_MAX   128
 #define HAK_FRONT_CAP_MIN   4
 #define WARM_POOL_PREFILL_BUDGET 2  /* SuperSlabs taken per shared-pool visit */
-#define HAK_POOL_RETAIN_MAX 4       /* empty SuperSlabs the shared pool keeps */
+#define HAK_POOL_RETAIN_MAX 4       /* default of HAKMEM_POOL_RETAIN */
 
 #define HAK_SS_MAGIC        0x48414b4d53534c42ull   /* "HAKMSSLB" */
 #define HAK_REG_SS          1
@@ -120,6 +120,23 @@ typedef struct hak_bin {
     uint32_t cap;
 } hak_bin_t;
 
+/* Per-class counters of one heap, merged over all heaps when read.  The
+ * slow-path ones are always counted (they cost nothing on the hit paths);
+ * allocs/frees and page-fault telemetry only with HAKMEM_DEBUG_COUNTERS. */
+typedef struct hak_class_stats {
+    uint64_t allocs, frees;           /* HAKMEM_DEBUG_COUNTERS only */
+    uint64_t refills, flushes;        /* bin ran dry / overflowed */
+    uint64_t warm_hits, warm_misses;  /* refill served by a partial slab / needed a new slab */
+    uint64_t prefills;                /* SuperSlabs taken from the shared pool */
+    uint64_t remote_frees;            /* frees by this thread into other heaps' slabs */
+    uint64_t page_first_touch;        /* debug: pages first touched by carving */
+} hak_class_stats_t;
+
+/* Counters are written only by their heap's thread and read by any: relaxed
+ * atomic stores, which compile to a plain add on x86-64. */
+#define HAK_STAT_ADD(field, n) \
+    __atomic_store_n(&(field), __atomic_load_n(&(field), __ATOMIC_RELAXED) + (n), __ATOMIC_RELAXED)
+
 typedef struct hak_heap {
     hak_bin_t bins[HAK_NUM_CLASSES];            /* the hot part */
     hak_slab_t *partial[HAK_NUM_CLASSES];       /* slabs with room */
@@ -130,7 +147,29 @@ typedef struct hak_heap {
     struct hak_heap *next_all;                   /* every heap, for diagnostics */
     struct hak_heap *next_orphan;                /* heaps of exited threads */
     _Alignas(64) _Atomic(hak_slab_t *) remote_slabs;  /* slabs with remote frees */
+    _Alignas(64) hak_class_stats_t stats[HAK_NUM_CLASSES];
 } hak_heap_t;
+
+/* Runtime options (options.c), read once by hak_init. */
+typedef struct hak_options {
+    long stats, verbose, front_budget_kib, pool_retain, large_cache_mib;
+} hak_options_t;
+extern hak_options_t hak_opt;
+
+/* Global counters (superslab.c, large.c), updated with relaxed atomics on
+ * the rare paths that map and unmap memory. */
+typedef struct hak_global_stats {
+    uint64_t ss_mapped;               /* SuperSlabs mapped now */
+    uint64_t ss_map_calls, ss_unmap_calls;
+    uint64_t ss_in_pool;              /* empty SuperSlabs kept by the shared pool */
+    uint64_t large_live, large_live_bytes;
+    uint64_t large_cached_bytes;
+    uint64_t large_map_calls, large_cache_hits;
+    uint64_t purged_bytes;
+} hak_global_stats_t;
+extern hak_global_stats_t hak_gstats;
+#define HAK_GSTAT_ADD(field, n) __atomic_fetch_add(&hak_gstats.field, (n), __ATOMIC_RELAXED)
+#define HAK_GSTAT_SUB(field, n) __atomic_fetch_sub(&hak_gstats.field, (n), __ATOMIC_RELAXED)
 
 /* ----------------------------------------------------------------- globals */
 extern __thread hak_heap_t *hak_tl_heap __attribute__((tls_model("initial-exec")));
@@ -187,6 +226,26 @@ HAK_INLINE uint32_t bin_count(const hak_bin_t *b) { return b->cap - b->room; }
 
 HAK_INLINE uintptr_t hak_block_key(uintptr_t a) { return hak_free_key ^ a; }
 
+/* debug.c: diagnostics of the debug flavor (never called in release: every
+ * call site is under `if (HAKMEM_DEBUG_CHECKS)` or HAKMEM_DEBUG_COUNTERS). */
+void hak_debug_check_node(const hak_heap_t *h, unsigned cls, const void *node, const char *where);
+void hak_debug_on_alloc(void *p);
+void hak_debug_on_free(void *p, const char *fn);
+
+/* bin_take: pop the head of a non-empty bin; the block's free key is
+ * cleared so that its next free is not taken for a double free. */
+HAK_INLINE void *bin_take(hak_heap_t *h, unsigned cls) {
+    hak_bin_t *bin = &h->bins[cls];
+    void **b = bin->head;
+    if (HAKMEM_DEBUG_CHECKS && b[0]) hak_debug_check_node(h, cls, b[0], "malloc");
+    bin->head = b[0];
+    bin->room++;
+    b[1] = NULL;
+    if (HAKMEM_DEBUG_COUNTERS) HAK_STAT_ADD(h->stats[cls].allocs, 1);
+    if (HAKMEM_DEBUG_CHECKS) hak_debug_on_alloc(b);
+    return b;
+}
+
 /* ------------------------------------------------------- cross-module API */
 /* diag.c */
 __attribute__((noreturn)) void hak_fatal_ptr(const char *fn, const char *what, const void *p);
@@ -227,6 +286,12 @@ void  *hak_large_realloc(void *p, size_t size, int *handled);
 void   hak_large_fork_prepare(void);
 void   hak_large_fork_parent(void);
 void   hak_large_fork_child(void);
+
+/* options.c, stats.c */
+void hak_options_init(void);
+void hak_options_print(void);
+hak_heap_t *hak_heap_list(void);
+void pagefault_telemetry_touch(hak_heap_t *h, unsigned cls, uintptr_t start, size_t len);
 
 /* api.c */
 void hak_init(void);

@@ -17,7 +17,7 @@
 
 #define PAGE            4096u
 #define CACHE_SLOTS     8
-#define CACHE_MAX_BYTES ((size_t)64 << 20)
+#define CACHE_MAX_BYTES ((size_t)hak_opt.large_cache_mib << 20)   /* HAKMEM_LARGE_CACHE_MIB */
 
 typedef struct {
     uintptr_t ptr;          /* user pointer; 0 = empty slot */
@@ -96,6 +96,8 @@ static uintptr_t cache_take(size_t need, size_t *size_out) {
         if (sz >= need && sz - need <= need / 4) {
             uintptr_t base = cache[i].base;
             cache_bytes -= sz;
+            HAK_GSTAT_SUB(large_cached_bytes, sz);
+            HAK_GSTAT_ADD(large_cache_hits, 1);
             memmove(&cache[i], &cache[i + 1], (cache_n - i - 1) * sizeof cache[0]);
             cache_n--;
             *size_out = sz;
@@ -134,6 +136,7 @@ void *hak_large_alloc(size_t size, size_t align, int zero) {
         map_size = need;
         base = (uintptr_t)hak_os_map_aligned(need, align > PAGE ? align : PAGE);
         if (!base) { errno = ENOMEM; return NULL; }
+        HAK_GSTAT_ADD(large_map_calls, 1);
     }
     ptr = base;
 
@@ -145,6 +148,8 @@ void *hak_large_alloc(size_t size, size_t align, int zero) {
         errno = ENOMEM;
         return NULL;
     }
+    HAK_GSTAT_ADD(large_live, 1);
+    HAK_GSTAT_ADD(large_live_bytes, map_size);
     if (zero && reused) memset((void *)ptr, 0, size);
     return (void *)ptr;
 }
@@ -165,6 +170,8 @@ int hak_large_free(void *p) {
     uintptr_t base = e->base;
     size_t size = e->map_size;
     tab_remove(e);
+    HAK_GSTAT_SUB(large_live, 1);
+    HAK_GSTAT_SUB(large_live_bytes, size);
     if (ptr == base && size <= CACHE_MAX_BYTES / 2) {
         while (cache_n == CACHE_SLOTS || cache_bytes + size > CACHE_MAX_BYTES) {
             /* evict the oldest; unmap it outside the lock (one at a time) */
@@ -172,12 +179,14 @@ int hak_large_free(void *p) {
             evict_base = cache[0].base;
             evict_size = cache[0].size;
             cache_bytes -= evict_size;
+            HAK_GSTAT_SUB(large_cached_bytes, evict_size);
             memmove(&cache[0], &cache[1], (cache_n - 1) * sizeof cache[0]);
             cache_n--;
         }
         if (cache_n < CACHE_SLOTS && cache_bytes + size <= CACHE_MAX_BYTES) {
             cache[cache_n++] = (cached_map_t){ base, size };
             cache_bytes += size;
+            HAK_GSTAT_ADD(large_cached_bytes, size);
             base = 0;
         }
     }
@@ -217,6 +226,8 @@ void *hak_large_realloc(void *p, size_t size, int *handled) {
         }
         void *np = mremap((void *)e->base, e->map_size, need, MREMAP_MAYMOVE);
         if (np != MAP_FAILED) {
+            HAK_GSTAT_ADD(large_live_bytes, need);
+            HAK_GSTAT_SUB(large_live_bytes, e->map_size);
             tab_remove(e);
             int bad = tab_insert((uintptr_t)np, (uintptr_t)np, need);
             pthread_mutex_unlock(&large_lock);

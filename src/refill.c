@@ -62,10 +62,11 @@ static void warm_remove(hak_heap_t *h, hak_superslab_t *ss) {
 
 /* warm_pool_take: a SuperSlab of h with a free slab slot; prefill the warm
  * pool from the shared pool when it is empty. */
-static hak_superslab_t *warm_pool_take(hak_heap_t *h) {
+static hak_superslab_t *warm_pool_take(hak_heap_t *h, unsigned cls) {
     if (HAK_LIKELY(h->warm != NULL)) return h->warm;
     hak_superslab_t *got[WARM_POOL_PREFILL_BUDGET];
     unsigned n = shared_pool_acquire(got, WARM_POOL_PREFILL_BUDGET);
+    HAK_STAT_ADD(h->stats[cls].prefills, n);
     for (unsigned i = 0; i < n; i++) {
         got[i]->heap = h;
         warm_push(h, got[i]);
@@ -75,7 +76,7 @@ static hak_superslab_t *warm_pool_take(hak_heap_t *h) {
 }
 
 static hak_slab_t *slab_alloc(hak_heap_t *h, unsigned cls) {
-    hak_superslab_t *ss = warm_pool_take(h);
+    hak_superslab_t *ss = warm_pool_take(h, cls);
     if (!ss) return NULL;
     unsigned i = (unsigned)__builtin_ctz(ss->free_mask);
     ss->free_mask &= ~(1u << i);
@@ -132,11 +133,13 @@ static void slab_after_return(hak_heap_t *h, hak_slab_t *s, int force) {
     slab_release(h, s, force);
 }
 
-/* Debug: every node must be a block of s that was carved. */
+/* Debug: every node of a slab's free list must be a carved block of it. */
 static void slab_check_node(const hak_slab_t *s, const void *b) {
     uintptr_t a = (uintptr_t)b;
-    if (hak_slab_of(a) != s || !hak_slab_is_block(s, (uint32_t)(a & (HAK_SLAB_SIZE - 1))))
-        hak_fatal_ptr("refill", "corrupted free list: bad node", b);
+    if (!hak_super_lookup(b) || hak_slab_of(a) != s)
+        hak_debug_check_node(s->owner, s->cls, b, "refill");   /* reports, aborts */
+    if (!hak_slab_is_block(s, (uint32_t)(a & (HAK_SLAB_SIZE - 1))))
+        hak_debug_check_node(s->owner, s->cls, b, "refill");
 }
 
 static void slab_take_free(hak_slab_t *s, hak_bin_t *bin, uint32_t want) {
@@ -158,7 +161,7 @@ static void slab_take_free(hak_slab_t *s, hak_bin_t *bin, uint32_t want) {
 }
 
 /* slab_carve: cut up to `want` never-used blocks off the slab's frontier. */
-static void slab_carve(hak_slab_t *s, hak_bin_t *bin, uint32_t want) {
+static void slab_carve(hak_heap_t *h, hak_slab_t *s, hak_bin_t *bin, uint32_t want) {
     uint32_t bsize = s->bsize;
     uint32_t n = want;
     if (s->carved + (uint64_t)n * bsize > s->cap_end) n = (s->cap_end - s->carved) / bsize;
@@ -172,6 +175,7 @@ static void slab_carve(hak_slab_t *s, hak_bin_t *bin, uint32_t want) {
     }
     bin->head = head;
     bin->room -= n;
+    if (HAKMEM_BUILD_DEBUG) pagefault_telemetry_touch(h, s->cls, base, (size_t)n * bsize);
     s->carved += n * bsize;
     s->used += n;
 }
@@ -185,6 +189,8 @@ void *unified_cache_refill(hak_heap_t *h, unsigned cls) {
     }
     hak_bin_t *bin = &h->bins[cls];
     if (bin->head) goto pop;   /* the heap we just adopted may have blocks */
+    hak_class_stats_t *st = &h->stats[cls];
+    HAK_STAT_ADD(st->refills, 1);
     if (atomic_load_explicit(&h->remote_slabs, memory_order_relaxed))
         hak_heap_drain_remote(h);
 
@@ -192,21 +198,22 @@ void *unified_cache_refill(hak_heap_t *h, unsigned cls) {
     hak_slab_t *s;
     while ((s = h->partial[cls]) != NULL) {
         if (s->free) slab_take_free(s, bin, want);
-        if (bin_count(bin) < want && s->carved < s->cap_end) slab_carve(s, bin, want - bin_count(bin));
+        if (bin_count(bin) < want && s->carved < s->cap_end)
+            slab_carve(h, s, bin, want - bin_count(bin));
         if (!s->free && s->carved >= s->cap_end) partial_remove(h, s);
-        if (bin->head) goto pop;
+        if (bin->head) {
+            HAK_STAT_ADD(st->warm_hits, 1);
+            goto pop;
+        }
     }
+    HAK_STAT_ADD(st->warm_misses, 1);
     s = slab_alloc(h, cls);
     if (!s) { errno = ENOMEM; return NULL; }
     partial_push(h, s);
-    slab_carve(s, bin, want);
+    slab_carve(h, s, bin, want);
 
-pop:;
-    void **b = bin->head;
-    bin->head = b[0];
-    bin->room++;
-    b[1] = NULL;
-    return b;
+pop:
+    return bin_take(h, cls);
 }
 
 static void blocks_return(hak_heap_t *h, void *list, int force) {
@@ -238,6 +245,7 @@ void unified_cache_flush(hak_heap_t *h, unsigned cls, uint32_t keep) {
         rest = cut[0];
         cut[0] = NULL;
         bin->room = bin->cap - keep;
+        HAK_STAT_ADD(h->stats[cls].flushes, 1);
     }
     blocks_return(h, rest, 0);
 }
@@ -296,6 +304,8 @@ void hak_heap_drain_remote(hak_heap_t *h) { heap_drain_remote_forced(h, 0); }
 static hak_heap_t *heap_orphans;   /* heaps of exited threads, for reuse */
 static hak_heap_t *heap_all;
 
+hak_heap_t *hak_heap_list(void) { return __atomic_load_n(&heap_all, __ATOMIC_ACQUIRE); }
+
 hak_heap_t *hak_heap_acquire(void) {
     hak_init();
     pthread_mutex_lock(&hak_pool_lock);
@@ -306,14 +316,14 @@ hak_heap_t *hak_heap_acquire(void) {
         h = hak_meta_alloc(sizeof *h);      /* fresh pages: zeroed */
         if (h) {
             for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
-                uint32_t cap = HAK_FRONT_BUDGET / hak_class_size[c];
+                uint32_t cap = (uint32_t)(hak_opt.front_budget_kib * 1024 / hak_class_size[c]);
                 if (cap > HAK_FRONT_CAP_MAX) cap = HAK_FRONT_CAP_MAX;
                 if (cap < HAK_FRONT_CAP_MIN) cap = HAK_FRONT_CAP_MIN;
                 h->bins[c].cap = cap;
                 h->bins[c].room = cap;
             }
             h->next_all = heap_all;
-            heap_all = h;
+            __atomic_store_n(&heap_all, h, __ATOMIC_RELEASE);
         }
     }
     if (h) h->active = 1;

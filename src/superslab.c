@@ -9,9 +9,10 @@
 uint8_t hak_registry[HAK_REGISTRY_SIZE];
 
 pthread_mutex_t hak_pool_lock = PTHREAD_MUTEX_INITIALIZER;
+hak_global_stats_t hak_gstats;
 
 /* Shared pool: empty SuperSlabs, most recently released first (hot).  The
- * pool keeps at most HAK_POOL_RETAIN_MAX; the rest go back to the OS. */
+ * pool keeps at most HAKMEM_POOL_RETAIN; the rest go back to the OS. */
 static hak_superslab_t *pool_head;
 static unsigned pool_count;
 
@@ -30,6 +31,8 @@ static hak_superslab_t *superslab_map(void) {
     ss->free_mask = ~(uint32_t)1;           /* slot 0 is the header */
     for (unsigned i = 0; i < HAK_SLABS_PER_SS; i++) ss->slabs[i].index = (uint16_t)i;
     __atomic_store_n(&hak_registry[ri], HAK_REG_SS, __ATOMIC_RELEASE);
+    HAK_GSTAT_ADD(ss_mapped, 1);
+    HAK_GSTAT_ADD(ss_map_calls, 1);
     return ss;
 }
 
@@ -37,6 +40,8 @@ static void superslab_unmap(hak_superslab_t *ss) {
     uintptr_t ri = (uintptr_t)ss >> HAK_SS_SHIFT;
     __atomic_store_n(&hak_registry[ri], 0, __ATOMIC_RELEASE);
     hak_os_unmap(ss, HAK_SS_SIZE);
+    HAK_GSTAT_SUB(ss_mapped, 1);
+    HAK_GSTAT_ADD(ss_unmap_calls, 1);
 }
 
 /* shared_pool_acquire: up to `max` empty SuperSlabs under one lock; new ones
@@ -48,6 +53,7 @@ unsigned shared_pool_acquire(hak_superslab_t **out, unsigned max) {
         hak_superslab_t *ss = pool_head;
         pool_head = ss->next;
         pool_count--;
+        HAK_GSTAT_SUB(ss_in_pool, 1);
         out[n++] = ss;
     }
     pthread_mutex_unlock(&hak_pool_lock);
@@ -67,10 +73,11 @@ void shared_pool_release(hak_superslab_t *ss) {
     ss->heap = NULL;
     ss->in_warm = 0;
     pthread_mutex_lock(&hak_pool_lock);
-    if (pool_count < HAK_POOL_RETAIN_MAX) {
+    if (pool_count < (unsigned long)hak_opt.pool_retain) {
         ss->next = pool_head;
         pool_head = ss;
         pool_count++;
+        HAK_GSTAT_ADD(ss_in_pool, 1);
         ss = NULL;
     }
     pthread_mutex_unlock(&hak_pool_lock);

@@ -1,0 +1,100 @@
+/* Runtime options: every HAKMEM_* environment variable, in one table, read
+ * once at start-up (hak_init).  An unknown HAKMEM_ variable or a bad value is
+ * reported on stderr and otherwise ignored.  Nothing here allocates. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "hakmem_internal.h"
+
+hak_options_t hak_opt = {
+    .stats = 0,
+    .verbose = 0,
+    .front_budget_kib = HAK_FRONT_BUDGET / 1024,
+    .pool_retain = HAK_POOL_RETAIN_MAX,
+    .large_cache_mib = 64,
+};
+
+typedef struct {
+    const char *name;      /* without the HAKMEM_ prefix */
+    long *value;
+    long min, max;
+    const char *doc;
+} option_desc_t;
+
+static const option_desc_t options[] = {
+    { "STATS", &hak_opt.stats, 0, 2,
+      "1: print the statistics table on stderr at exit; 2: as JSON" },
+    { "VERBOSE", &hak_opt.verbose, 0, 2,
+      "1: report option values and warnings at start-up" },
+    { "FRONT_BUDGET_KIB", &hak_opt.front_budget_kib, 1, 4096,
+      "bytes (KiB) a front-cache bin holds before it flushes half to its slabs" },
+    { "POOL_RETAIN", &hak_opt.pool_retain, 0, 1024,
+      "empty 2 MiB SuperSlabs the shared pool keeps before unmapping" },
+    { "LARGE_CACHE_MIB", &hak_opt.large_cache_mib, 0, 1 << 20,
+      "MiB of freed large mappings kept for reuse" },
+};
+
+#define NOPTIONS (sizeof options / sizeof options[0])
+
+static void warn2(const char *a, const char *b, const char *c) {
+    hak_write_err("hakmem: warning: ");
+    hak_write_err(a);
+    hak_write_err(b);
+    hak_write_err(c);
+    hak_write_err("\n");
+}
+
+static int parse_long(const char *s, long *out) {
+    if (!s || !*s) return -1;
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (*end != 0) return -1;
+    *out = v;
+    return 0;
+}
+
+void hak_options_init(void) {
+    extern char **environ;
+    for (char **e = environ; e && *e; e++) {
+        const char *kv = *e;
+        if (strncmp(kv, "HAKMEM_", 7) != 0) continue;
+        const char *name = kv + 7, *eq = strchr(name, '=');
+        if (!eq) continue;
+        size_t len = (size_t)(eq - name);
+        const option_desc_t *o = NULL;
+        for (size_t i = 0; i < NOPTIONS; i++)
+            if (strlen(options[i].name) == len && strncmp(options[i].name, name, len) == 0)
+                o = &options[i];
+        if (!o) {
+            char nm[64];
+            size_t n = len < sizeof nm - 1 ? len : sizeof nm - 1;
+            memcpy(nm, name, n);
+            nm[n] = 0;
+            warn2("unknown option HAKMEM_", nm, " (ignored)");
+            continue;
+        }
+        long v;
+        if (parse_long(eq + 1, &v) != 0 || v < o->min || v > o->max) {
+            warn2("bad value for HAKMEM_", o->name, " (ignored, default kept)");
+            continue;
+        }
+        *o->value = v;
+    }
+}
+
+/* One line per option, for `HAKMEM_VERBOSE=1` and the statistics. */
+void hak_options_print(void) {
+    for (size_t i = 0; i < NOPTIONS; i++) {
+        char num[24], *p = num + sizeof num;
+        long v = *options[i].value;
+        *--p = 0;
+        do { *--p = (char)('0' + v % 10); v /= 10; } while (v);
+        hak_write_err("hakmem: option HAKMEM_");
+        hak_write_err(options[i].name);
+        hak_write_err("=");
+        hak_write_err(p);
+        hak_write_err("  ");
+        hak_write_err(options[i].doc);
+        hak_write_err("\n");
+    }
+}

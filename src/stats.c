@@ -1,0 +1,172 @@
+/* Statistics: per-class counters of every heap merged when read, plus the
+ * global counters of the backend.  hak_stats_print() writes a table on
+ * stderr, hak_stats_json() the same as JSON; HAKMEM_STATS=1 (table) or 2
+ * (JSON) prints them at exit.  Nothing here allocates. */
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "hakmem.h"
+#include "hakmem_internal.h"
+
+typedef struct {
+    hak_class_stats_t cls[HAK_NUM_CLASSES];
+    hak_global_stats_t g;
+    uint64_t heaps, heaps_active;
+    uint64_t rss_bytes;
+} snapshot_t;
+
+static uint64_t rd(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
+
+static uint64_t read_rss(void) {
+    char buf[128];
+    int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0) return 0;
+    buf[n] = 0;
+    unsigned long long size = 0, res = 0;
+    if (sscanf(buf, "%llu %llu", &size, &res) != 2) return 0;
+    return (uint64_t)res * 4096;
+}
+
+static void snapshot(snapshot_t *s) {
+    memset(s, 0, sizeof *s);
+    for (hak_heap_t *h = hak_heap_list(); h; h = h->next_all) {
+        s->heaps++;
+        s->heaps_active += __atomic_load_n(&h->active, __ATOMIC_RELAXED) != 0;
+        for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
+            const hak_class_stats_t *x = &h->stats[c];
+            hak_class_stats_t *y = &s->cls[c];
+            y->allocs += rd(&x->allocs);
+            y->frees += rd(&x->frees);
+            y->refills += rd(&x->refills);
+            y->flushes += rd(&x->flushes);
+            y->warm_hits += rd(&x->warm_hits);
+            y->warm_misses += rd(&x->warm_misses);
+            y->prefills += rd(&x->prefills);
+            y->remote_frees += rd(&x->remote_frees);
+            y->page_first_touch += rd(&x->page_first_touch);
+        }
+    }
+    const uint64_t *src = (const uint64_t *)&hak_gstats;
+    uint64_t *dst = (uint64_t *)&s->g;
+    for (size_t i = 0; i < sizeof s->g / sizeof(uint64_t); i++) dst[i] = rd(&src[i]);
+    s->rss_bytes = read_rss();
+}
+
+/* Appends to a fixed buffer; returns the length the whole text needs. */
+typedef struct { char *buf; size_t cap, len; } out_t;
+
+__attribute__((format(printf, 2, 3))) static void put(out_t *o, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    size_t room = o->len < o->cap ? o->cap - o->len : 0;
+    int n = vsnprintf(room ? o->buf + o->len : NULL, room, fmt, ap);
+    va_end(ap);
+    if (n > 0) o->len += (size_t)n;
+}
+
+static unsigned pct10(uint64_t num, uint64_t den) {   /* percent x10 */
+    return den ? (unsigned)((num * 1000 + den / 2) / den) : 0;
+}
+
+static void format_table(out_t *o, const snapshot_t *s) {
+    put(o, "hakmem statistics (%s build, counters %s)\n",
+        HAKMEM_BUILD_DEBUG ? "debug" : "release", HAKMEM_DEBUG_COUNTERS ? "on" : "off");
+    put(o, "%5s %6s %12s %12s %7s %10s %10s %10s %10s %9s %10s %9s\n", "class", "size", "allocs",
+        "frees", "front%", "refills", "flushes", "warm_hit", "warm_miss", "prefills", "remote_fr",
+        "pg_touch");
+    for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
+        const hak_class_stats_t *x = &s->cls[c];
+        if (!x->allocs && !x->refills && !x->remote_frees) continue;
+        unsigned hit = x->allocs >= x->refills ? pct10(x->allocs - x->refills, x->allocs) : 0;
+        char hitbuf[16];
+        if (HAKMEM_DEBUG_COUNTERS) snprintf(hitbuf, sizeof hitbuf, "%u.%u", hit / 10, hit % 10);
+        else snprintf(hitbuf, sizeof hitbuf, "-");
+        put(o, "%5u %6u %12llu %12llu %7s %10llu %10llu %10llu %10llu %9llu %10llu %9llu\n", c,
+            hak_class_size[c], (unsigned long long)x->allocs, (unsigned long long)x->frees, hitbuf,
+            (unsigned long long)x->refills, (unsigned long long)x->flushes,
+            (unsigned long long)x->warm_hits, (unsigned long long)x->warm_misses,
+            (unsigned long long)x->prefills, (unsigned long long)x->remote_frees,
+            (unsigned long long)x->page_first_touch);
+    }
+    uint64_t wh = 0, wm = 0;
+    for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) { wh += s->cls[c].warm_hits; wm += s->cls[c].warm_misses; }
+    unsigned wr = pct10(wh, wh + wm);
+    put(o, "warm pool hit rate: %u.%u%% (%llu hits, %llu misses)\n", wr / 10, wr % 10,
+        (unsigned long long)wh, (unsigned long long)wm);
+    put(o, "heaps: %llu (%llu active)\n", (unsigned long long)s->heaps, (unsigned long long)s->heaps_active);
+    put(o, "superslabs: %llu mapped (%llu MiB), %llu in shared pool, %llu maps, %llu unmaps\n",
+        (unsigned long long)s->g.ss_mapped, (unsigned long long)(s->g.ss_mapped * HAK_SS_SIZE >> 20),
+        (unsigned long long)s->g.ss_in_pool, (unsigned long long)s->g.ss_map_calls,
+        (unsigned long long)s->g.ss_unmap_calls);
+    put(o, "large: %llu live (%llu KiB), %llu KiB cached, %llu maps, %llu cache hits\n",
+        (unsigned long long)s->g.large_live, (unsigned long long)(s->g.large_live_bytes >> 10),
+        (unsigned long long)(s->g.large_cached_bytes >> 10), (unsigned long long)s->g.large_map_calls,
+        (unsigned long long)s->g.large_cache_hits);
+    put(o, "memory: mapped %llu KiB, resident (whole process) %llu KiB, purged %llu KiB\n",
+        (unsigned long long)((s->g.ss_mapped * HAK_SS_SIZE + s->g.large_live_bytes + s->g.large_cached_bytes) >> 10),
+        (unsigned long long)(s->rss_bytes >> 10), (unsigned long long)(s->g.purged_bytes >> 10));
+}
+
+static void format_json(out_t *o, const snapshot_t *s) {
+    put(o, "{\"build\":\"%s\",\"counters\":%d,\"classes\":[", HAKMEM_BUILD_DEBUG ? "debug" : "release",
+        HAKMEM_DEBUG_COUNTERS ? 1 : 0);
+    for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
+        const hak_class_stats_t *x = &s->cls[c];
+        put(o, "%s{\"class\":%u,\"size\":%u,\"allocs\":%llu,\"frees\":%llu,\"refills\":%llu,"
+            "\"flushes\":%llu,\"warm_hits\":%llu,\"warm_misses\":%llu,\"prefills\":%llu,"
+            "\"remote_frees\":%llu,\"page_first_touch\":%llu}",
+            c ? "," : "", c, hak_class_size[c], (unsigned long long)x->allocs,
+            (unsigned long long)x->frees, (unsigned long long)x->refills, (unsigned long long)x->flushes,
+            (unsigned long long)x->warm_hits, (unsigned long long)x->warm_misses,
+            (unsigned long long)x->prefills, (unsigned long long)x->remote_frees,
+            (unsigned long long)x->page_first_touch);
+    }
+    put(o, "],\"heaps\":%llu,\"heaps_active\":%llu,\"superslabs_mapped\":%llu,\"superslabs_in_pool\":%llu,"
+        "\"superslab_maps\":%llu,\"superslab_unmaps\":%llu,\"large_live\":%llu,\"large_live_bytes\":%llu,"
+        "\"large_cached_bytes\":%llu,\"large_maps\":%llu,\"large_cache_hits\":%llu,\"purged_bytes\":%llu,"
+        "\"rss_bytes\":%llu}\n",
+        (unsigned long long)s->heaps, (unsigned long long)s->heaps_active,
+        (unsigned long long)s->g.ss_mapped, (unsigned long long)s->g.ss_in_pool,
+        (unsigned long long)s->g.ss_map_calls, (unsigned long long)s->g.ss_unmap_calls,
+        (unsigned long long)s->g.large_live, (unsigned long long)s->g.large_live_bytes,
+        (unsigned long long)s->g.large_cached_bytes, (unsigned long long)s->g.large_map_calls,
+        (unsigned long long)s->g.large_cache_hits, (unsigned long long)s->g.purged_bytes,
+        (unsigned long long)s->rss_bytes);
+}
+
+/* The JSON text into buf (NUL-terminated, truncated to size); returns the
+ * length the whole text needs, like snprintf. */
+HAK_EXPORT size_t hak_stats_json(char *buf, size_t size) {
+    snapshot_t s;
+    snapshot(&s);
+    out_t o = { buf, size, 0 };
+    format_json(&o, &s);
+    if (size) buf[o.len < size ? o.len : size - 1] = 0;
+    return o.len;
+}
+
+static void print_with(void (*fmt)(out_t *, const snapshot_t *)) {
+    static char buf[16384];    /* static: this can run on a small stack at exit */
+    static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+    snapshot_t s;
+    pthread_mutex_lock(&lock);
+    snapshot(&s);
+    out_t o = { buf, sizeof buf, 0 };
+    fmt(&o, &s);
+    buf[o.len < sizeof buf ? o.len : sizeof buf - 1] = 0;
+    hak_write_err(buf);
+    pthread_mutex_unlock(&lock);
+}
+
+HAK_EXPORT void hak_stats_print(void) { print_with(format_table); }
+
+__attribute__((destructor)) static void stats_at_exit(void) {
+    if (hak_opt.stats == 1) print_with(format_table);
+    else if (hak_opt.stats == 2) print_with(format_json);
+}
