@@ -13,8 +13,11 @@ B            := build
 
 FLAGS_release := -DNDEBUG -DHAKMEM_BUILD_RELEASE=1 -DHAKMEM_DEBUG_COUNTERS=0 -O3
 FLAGS_debug   := -DHAKMEM_BUILD_DEBUG=1 -DHAKMEM_DEBUG_COUNTERS=1 -O1 -g
+# release with the hot-path counters on: what counting costs (make bench)
+FLAGS_counters := -DNDEBUG -DHAKMEM_BUILD_RELEASE=1 -DHAKMEM_DEBUG_COUNTERS=1 -O3
 SUFFIX_release :=
 SUFFIX_debug   := -debug
+SUFFIX_counters := -counters
 ifeq ($(filter $(BUILD_FLAVOR),release debug),)
   $(error BUILD_FLAVOR must be release or debug)
 endif
@@ -53,6 +56,7 @@ $(B)/libhakmem$$(SUFFIX_$(1)).a: $$(OBJS_$(1))
 endef
 $(eval $(call FLAVOR_RULES,release))
 $(eval $(call FLAVOR_RULES,debug))
+$(eval $(call FLAVOR_RULES,counters))
 
 # ---------------------------------------------------------------- benchmarks
 BENCH_CFLAGS := -std=gnu11 -O2 -Wall -Wextra -Iinclude
@@ -66,8 +70,9 @@ $(B)/bench_%: bench/bench_%.c bench/bench_common.h
 bench_random_mixed_hakmem: $(B)/libhakmem$(SUFFIX).a
 	$(CC) $(BENCH_CFLAGS) -o $(B)/bench_random_mixed_hakmem$(SUFFIX) bench/bench_random_mixed.c $< -lpthread
 
-bench: $(BENCHES) $(B)/libhakmem.so
-	python3 bench/run_bench.py --lib $(B)/libhakmem.so --bindir $(B)
+bench: $(BENCHES) $(B)/libhakmem.so $(B)/libhakmem-counters.so
+	python3 bench/run_bench.py --lib $(B)/libhakmem.so --bindir $(B) \
+	  --extra hakmem+counters=$(B)/libhakmem-counters.so
 
 # --------------------------------------------------------------------- tests
 TEST_CFLAGS := -std=gnu11 -O1 -g -Wall -Wextra -Iinclude -fno-builtin

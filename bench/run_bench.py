@@ -214,6 +214,8 @@ def nproc():
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--lib", help="hakmem shared library (LD_PRELOADed as 'hakmem')")
+    ap.add_argument("--extra", action="append", default=[], metavar="NAME=PATH",
+                    help="another library to compare, e.g. hakmem+counters=build/libhakmem-counters.so")
     ap.add_argument("--bindir", default="build", help="directory holding bench_* (default: build)")
     ap.add_argument("--reps", type=int, default=None,
                     help="repetitions per (benchmark, allocator) (default: $BENCH_REPS or 7)")
@@ -255,6 +257,12 @@ def main():
         allocators.append(("hakmem", lib))
     else:
         skipped.append(("hakmem", "no --lib given"))
+    for spec in opts.extra:
+        name, _, path = spec.partition("=")
+        if not name or not os.path.isfile(path):
+            log("run_bench: --extra %r: expected NAME=PATH of an existing file" % spec)
+            return 2
+        allocators.append((name, os.path.abspath(path)))
     allocators.append(("system", None))
     cache = ldconfig_cache()
     for name, sonames, package in THIRD_PARTY:

@@ -123,10 +123,16 @@ HAK_EXPORT void *hak_malloc(size_t n) { return malloc_tiny_fast(n); }
 static HAK_COLD void free_small_slow(void *p, hak_slab_t *s, const char *fn) {
     uintptr_t a = (uintptr_t)p;
     hak_heap_t *owner = __atomic_load_n(&s->owner, __ATOMIC_ACQUIRE);
-    if (owner == NULL) hak_fatal_ptr(fn, "invalid pointer (not an allocated block)", p);
-    if (!hak_slab_is_block(s, (uint32_t)(a & (HAK_SLAB_SIZE - 1))))
-        hak_fatal_ptr(fn, "invalid pointer (inside or beyond a block)", p);
-    if (((uintptr_t *)p)[1] == hak_block_key(a)) hak_fatal_ptr(fn, "double free of", p);
+    const char *what = NULL;
+    if (owner == NULL) what = "invalid pointer (not an allocated block)";
+    else if (!hak_slab_is_block(s, (uint32_t)(a & (HAK_SLAB_SIZE - 1))))
+        what = "invalid pointer (inside or beyond a block)";
+    else if (((uintptr_t *)p)[1] == hak_block_key(a)) what = "double free of";
+    if (what) {
+        /* debug: also say where the pointer belongs (class, slab, SuperSlab) */
+        if (HAKMEM_DEBUG_CHECKS) hak_debug_report_block(fn, what, p);
+        hak_fatal_ptr(fn, what, p);
+    }
     if (HAKMEM_DEBUG_CHECKS) hak_debug_on_free(p, fn);
     hak_heap_t *h = hak_tl_heap;
     if (h != &hak_heap_empty) HAK_STAT_ADD(h->stats[s->cls].remote_frees, 1);
@@ -347,9 +353,16 @@ HAK_ALIAS(__libc_pvalloc, hak_pvalloc);
 
 /* glibc's malloc extras, so that a static link never pulls in glibc's own
  * malloc, and programs that call them keep working. */
+/* Give back everything that can be: the calling thread's cached blocks,
+ * empty slabs and SuperSlabs, the shared pool, the large-mapping cache.
+ * Other threads' heaps are theirs; they purge by their own bound.  Returns 1
+ * if memory was released, as glibc does. */
 HAK_EXPORT int malloc_trim(size_t pad) {
     (void)pad;
-    return 0;
+    size_t n = hak_heap_trim(hak_tl_heap);
+    n += shared_pool_trim();
+    n += hak_large_trim();
+    return n > 0;
 }
 
 HAK_EXPORT int mallopt(int param, int value) {

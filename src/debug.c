@@ -1,9 +1,8 @@
 /* Diagnostics of the debug flavor: exact allocation state per block,
  * free-list validation, page-fault telemetry, and the heap checker.
  *
- * Release builds keep the functions (a few hundred bytes, never called: every
- * call site is under `if (HAKMEM_DEBUG_CHECKS)` or HAKMEM_BUILD_DEBUG) except
- * hak_check, which works in both flavors.
+ * Only hak_check is in release builds; the rest is compiled for the debug
+ * flavor alone (release sees empty inline stand-ins, hakmem_internal.h).
  *
  * Allocation bitmap (debug): one bit per block of every slab, set while the
  * block belongs to the program, kept in the unused tail of the SuperSlab's
@@ -20,12 +19,13 @@
 #include "hakmem.h"
 #include "hakmem_internal.h"
 
+#if HAKMEM_BUILD_DEBUG
 #define BITMAP_OFFSET 8192
 #define BITMAP_BYTES  (HAK_SLAB_SIZE / 16 / 8)
 _Static_assert(sizeof(hak_superslab_t) <= BITMAP_OFFSET, "SuperSlab header fits before the bitmaps");
 _Static_assert(BITMAP_OFFSET + HAK_SLABS_PER_SS * BITMAP_BYTES <= HAK_SLAB_SIZE, "bitmaps fit in slot 0");
 
-static __attribute__((noreturn)) void report_block(const char *fn, const char *what, const void *p) {
+void hak_debug_report_block(const char *fn, const char *what, const void *p) {
     char buf[320];
     uintptr_t a = (uintptr_t)p;
     hak_superslab_t *ss = hak_super_lookup(p);
@@ -53,14 +53,14 @@ void hak_debug_on_alloc(void *p) {
     uint8_t m;
     uint8_t *byte = bitmap_byte((uintptr_t)p, &m);
     if (__atomic_fetch_or(byte, m, __ATOMIC_RELAXED) & m)
-        report_block("malloc", "free list corrupted: handed out a block already in use:", p);
+        hak_debug_report_block("malloc", "free list corrupted: handed out a block already in use:", p);
 }
 
 void hak_debug_on_free(void *p, const char *fn) {
     uint8_t m;
     uint8_t *byte = bitmap_byte((uintptr_t)p, &m);
     if (!(__atomic_fetch_and(byte, (uint8_t)~m, __ATOMIC_RELAXED) & m))
-        report_block(fn, "double free (block not in use)", p);
+        hak_debug_report_block(fn, "double free (block not in use)", p);
 }
 
 void hak_debug_check_node(const hak_heap_t *h, unsigned cls, const void *node, const char *where) {
@@ -106,6 +106,8 @@ void pagefault_telemetry_touch(hak_heap_t *h, unsigned cls, uintptr_t start, siz
     for (uintptr_t pg = start >> 12, end = (start + len - 1) >> 12; pg <= end; pg++)
         if (!bloom_test_and_set(pg)) HAK_STAT_ADD(h->stats[cls].page_first_touch, 1);
 }
+
+#endif /* HAKMEM_BUILD_DEBUG */
 
 /* ------------------------------------------------------ heap checker */
 

@@ -106,6 +106,7 @@ typedef struct hak_superslab {
     uint32_t nused;                /* slabs in use */
     uint32_t tier;                 /* HAK_TIER_HOT / HAK_TIER_COLD */
     uint32_t in_warm;
+    uint32_t dirty_mask;           /* bit i: free slot i still has resident pages */
     struct hak_superslab *next, *prev;  /* heap's warm/full list, or pool */
     _Alignas(64) hak_slab_t slabs[HAK_SLABS_PER_SS];
 } hak_superslab_t;
@@ -143,6 +144,7 @@ typedef struct hak_heap {
     hak_superslab_t *warm;                       /* SuperSlabs with free slots */
     hak_superslab_t *full;                       /* SuperSlabs without */
     uint32_t nwarm_empty;                        /* warm SuperSlabs with no slab in use */
+    size_t dirty_bytes;                          /* free slabs not yet purged */
     uint32_t active;                             /* a live thread uses it */
     struct hak_heap *next_all;                   /* every heap, for diagnostics */
     struct hak_heap *next_orphan;                /* heaps of exited threads */
@@ -153,6 +155,7 @@ typedef struct hak_heap {
 /* Runtime options (options.c), read once by hak_init. */
 typedef struct hak_options {
     long stats, verbose, front_budget_kib, pool_retain, large_cache_mib;
+    long purge_retain_mib, purge_mode;
 } hak_options_t;
 extern hak_options_t hak_opt;
 
@@ -226,11 +229,28 @@ HAK_INLINE uint32_t bin_count(const hak_bin_t *b) { return b->cap - b->room; }
 
 HAK_INLINE uintptr_t hak_block_key(uintptr_t a) { return hak_free_key ^ a; }
 
-/* debug.c: diagnostics of the debug flavor (never called in release: every
- * call site is under `if (HAKMEM_DEBUG_CHECKS)` or HAKMEM_DEBUG_COUNTERS). */
+/* debug.c: diagnostics of the debug flavor.  In release they are empty
+ * inline functions, so the calls still type-check and no diagnostic code or
+ * symbol reaches the library (tests/check_release.sh verifies this). */
+#if HAKMEM_BUILD_DEBUG
 void hak_debug_check_node(const hak_heap_t *h, unsigned cls, const void *node, const char *where);
 void hak_debug_on_alloc(void *p);
 void hak_debug_on_free(void *p, const char *fn);
+__attribute__((noreturn)) void hak_debug_report_block(const char *fn, const char *what, const void *p);
+void pagefault_telemetry_touch(hak_heap_t *h, unsigned cls, uintptr_t start, size_t len);
+#else
+HAK_INLINE void hak_debug_check_node(const hak_heap_t *h, unsigned cls, const void *node, const char *where) {
+    (void)h; (void)cls; (void)node; (void)where;
+}
+HAK_INLINE void hak_debug_on_alloc(void *p) { (void)p; }
+HAK_INLINE void hak_debug_on_free(void *p, const char *fn) { (void)p; (void)fn; }
+HAK_INLINE void hak_debug_report_block(const char *fn, const char *what, const void *p) {
+    (void)fn; (void)what; (void)p;
+}
+HAK_INLINE void pagefault_telemetry_touch(hak_heap_t *h, unsigned cls, uintptr_t start, size_t len) {
+    (void)h; (void)cls; (void)start; (void)len;
+}
+#endif
 
 /* bin_take: pop the head of a non-empty bin; the block's free key is
  * cleared so that its next free is not taken for a double free. */
@@ -261,11 +281,13 @@ void hak_write_err(const char *s);
 void *hak_os_map(size_t size);
 void *hak_os_map_aligned(size_t size, size_t align);
 void  hak_os_unmap(void *p, size_t size);
-void  hak_os_purge(void *p, size_t size);
+void  hak_os_purge(void *p, size_t size);      /* per HAKMEM_PURGE_MODE */
 
 /* superslab.c: SuperSlabs, registry, shared pool */
 unsigned shared_pool_acquire(hak_superslab_t **out, unsigned max);
 void     shared_pool_release(hak_superslab_t *ss);
+size_t   shared_pool_trim(void);
+size_t   hak_large_trim(void);
 void    *hak_meta_alloc(size_t size);
 int      ss_tier_is_hot(const hak_superslab_t *ss);
 
@@ -277,6 +299,7 @@ void  hak_free_remote(hak_slab_t *s, uintptr_t a);
 hak_heap_t *hak_heap_acquire(void);
 void  hak_heap_abandon(hak_heap_t *h);
 void  hak_heap_fork_child(hak_heap_t *self);
+size_t hak_heap_trim(hak_heap_t *h);
 
 /* large.c */
 void  *hak_large_alloc(size_t size, size_t align, int zero);
@@ -291,7 +314,6 @@ void   hak_large_fork_child(void);
 void hak_options_init(void);
 void hak_options_print(void);
 hak_heap_t *hak_heap_list(void);
-void pagefault_telemetry_touch(hak_heap_t *h, unsigned cls, uintptr_t start, size_t len);
 
 /* api.c */
 void hak_init(void);

@@ -247,6 +247,21 @@ void *hak_large_realloc(void *p, size_t size, int *handled) {
     return np;
 }
 
+/* malloc_trim: unmap every cached mapping; returns the bytes. */
+size_t hak_large_trim(void) {
+    cached_map_t local[CACHE_SLOTS];
+    pthread_mutex_lock(&large_lock);
+    unsigned n = cache_n;
+    memcpy(local, cache, n * sizeof cache[0]);
+    cache_n = 0;
+    HAK_GSTAT_SUB(large_cached_bytes, cache_bytes);
+    size_t bytes = cache_bytes;
+    cache_bytes = 0;
+    pthread_mutex_unlock(&large_lock);
+    for (unsigned i = 0; i < n; i++) hak_os_unmap((void *)local[i].base, local[i].size);
+    return bytes;
+}
+
 void hak_large_fork_prepare(void) { pthread_mutex_lock(&large_lock); }
 void hak_large_fork_parent(void) { pthread_mutex_unlock(&large_lock); }
 void hak_large_fork_child(void) { pthread_mutex_init(&large_lock, NULL); }

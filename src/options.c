@@ -11,7 +11,9 @@ hak_options_t hak_opt = {
     .verbose = 0,
     .front_budget_kib = HAK_FRONT_BUDGET / 1024,
     .pool_retain = HAK_POOL_RETAIN_MAX,
-    .large_cache_mib = 64,
+    .large_cache_mib = 32,
+    .purge_retain_mib = 16,
+    .purge_mode = 0,
 };
 
 typedef struct {
@@ -32,6 +34,10 @@ static const option_desc_t options[] = {
       "empty 2 MiB SuperSlabs the shared pool keeps before unmapping" },
     { "LARGE_CACHE_MIB", &hak_opt.large_cache_mib, 0, 1 << 20,
       "MiB of freed large mappings kept for reuse" },
+    { "PURGE_RETAIN_MIB", &hak_opt.purge_retain_mib, 0, 1 << 20,
+      "MiB of empty slabs a thread keeps resident before purging the coldest" },
+    { "PURGE_MODE", &hak_opt.purge_mode, 0, 1,
+      "0: purge with MADV_DONTNEED (RSS drops now); 1: MADV_FREE (lazy)" },
 };
 
 #define NOPTIONS (sizeof options / sizeof options[0])

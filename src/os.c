@@ -31,8 +31,16 @@ void hak_os_unmap(void *p, size_t size) {
     errno = saved;
 }
 
+/* MADV_DONTNEED (default): the pages leave RSS now and read as zero.
+ * MADV_FREE (HAKMEM_PURGE_MODE=1): the kernel takes them only under memory
+ * pressure, which is cheaper to reuse but keeps RSS high until then. */
 void hak_os_purge(void *p, size_t size) {
     int saved = errno;
+    if (hak_opt.purge_mode == 1 && madvise(p, size, MADV_FREE) == 0) {
+        errno = saved;
+        return;
+    }
     madvise(p, size, MADV_DONTNEED);
     errno = saved;
+    HAK_GSTAT_ADD(purged_bytes, size);
 }

@@ -80,6 +80,10 @@ static hak_slab_t *slab_alloc(hak_heap_t *h, unsigned cls) {
     if (!ss) return NULL;
     unsigned i = (unsigned)__builtin_ctz(ss->free_mask);
     ss->free_mask &= ~(1u << i);
+    if (ss->dirty_mask & (1u << i)) {      /* reused without page faults */
+        ss->dirty_mask &= ~(1u << i);
+        h->dirty_bytes -= HAK_SLAB_SIZE;
+    }
     if (ss->nused++ == 0) h->nwarm_empty--;
     if (ss->free_mask == 0) warm_remove(h, ss);
 
@@ -99,15 +103,44 @@ static hak_slab_t *slab_alloc(hak_heap_t *h, unsigned cls) {
     return s;
 }
 
+/* Give an empty SuperSlab back to the shared pool (which purges it). */
+static void superslab_to_pool(hak_heap_t *h, hak_superslab_t *ss) {
+    warm_remove(h, ss);
+    h->dirty_bytes -= (size_t)__builtin_popcount(ss->dirty_mask) * HAK_SLAB_SIZE;
+    ss->dirty_mask = 0;
+    shared_pool_release(ss);
+}
+
 /* A SuperSlab with no slab in use: keep one per heap as the warm reserve,
  * give the others back to the shared pool. */
 static void superslab_on_empty(hak_heap_t *h, hak_superslab_t *ss, int force) {
-    if (force || h->nwarm_empty >= 1) {
-        warm_remove(h, ss);
-        shared_pool_release(ss);
-    } else {
-        h->nwarm_empty++;
+    if (force || h->nwarm_empty >= 1) superslab_to_pool(h, ss);
+    else h->nwarm_empty++;
+}
+
+/* Purge free slabs, coldest SuperSlab first (the warm list's tail: the ones
+ * whose slabs were freed longest ago), until at most `target` bytes of free
+ * slabs stay resident.  Runs of free slots are purged with one call. */
+static size_t heap_purge(hak_heap_t *h, size_t target) {
+    size_t purged = 0;
+    hak_superslab_t *ss = h->warm;
+    while (ss && ss->next) ss = ss->next;
+    for (; ss && h->dirty_bytes > target; ss = ss->prev) {
+        uint32_t m = ss->dirty_mask;
+        while (m) {
+            unsigned lo = (unsigned)__builtin_ctz(m), hi = lo;
+            while (hi + 1 < HAK_SLABS_PER_SS && (m & (1u << (hi + 1)))) hi++;
+            size_t len = (size_t)(hi - lo + 1) << HAK_SLAB_SHIFT;
+            hak_os_purge((char *)ss + ((uintptr_t)lo << HAK_SLAB_SHIFT), len);
+            uint32_t run = (uint32_t)(((uint64_t)2 << hi) - (1u << lo));
+            m &= ~run;
+            ss->dirty_mask &= ~run;
+            h->dirty_bytes -= len;
+            purged += len;
+        }
+        ss->tier = HAK_TIER_COLD;
     }
+    return purged;
 }
 
 static void slab_release(hak_heap_t *h, hak_slab_t *s, int force) {
@@ -119,7 +152,12 @@ static void slab_release(hak_heap_t *h, hak_slab_t *s, int force) {
     hak_superslab_t *ss = (hak_superslab_t *)((uintptr_t)s & ~(HAK_SS_SIZE - 1));
     if (ss->free_mask == 0) warm_push(h, ss);
     ss->free_mask |= 1u << s->index;
+    ss->dirty_mask |= 1u << s->index;
+    ss->tier = HAK_TIER_HOT;
+    h->dirty_bytes += HAK_SLAB_SIZE;
     if (--ss->nused == 0) superslab_on_empty(h, ss, force);
+    size_t bound = (size_t)hak_opt.purge_retain_mib << 20;
+    if (h->dirty_bytes > bound) heap_purge(h, bound / 2);
 }
 
 /* Blocks came back to s: make it findable, and release it once empty unless
@@ -360,15 +398,44 @@ void hak_heap_abandon(hak_heap_t *h) {
     hak_superslab_t *ss = h->warm;
     while (ss) {
         hak_superslab_t *next = ss->next;
-        if (ss->nused == 0) { warm_remove(h, ss); shared_pool_release(ss); }
+        if (ss->nused == 0) superslab_to_pool(h, ss);
         ss = next;
     }
     h->nwarm_empty = 0;
+    heap_purge(h, 0);
     pthread_mutex_lock(&hak_pool_lock);
     h->active = 0;
     h->next_orphan = heap_orphans;
     heap_orphans = h;
     pthread_mutex_unlock(&hak_pool_lock);
+}
+
+/* malloc_trim for the calling thread's heap: every cached block back to its
+ * slab, every empty slab and SuperSlab released, every free slab purged.
+ * Returns the bytes given back. */
+size_t hak_heap_trim(hak_heap_t *h) {
+    if (h == &hak_heap_empty) return 0;
+    size_t pooled = 0;
+    for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) unified_cache_flush(h, c, 0);
+    heap_drain_remote_forced(h, 1);
+    for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
+        hak_slab_t *s = h->partial[c];
+        while (s) {
+            hak_slab_t *next = s->next;
+            if (s->used == 0) slab_after_return(h, s, 1);
+            s = next;
+        }
+    }
+    for (hak_superslab_t *ss = h->warm, *next; ss; ss = next) {
+        next = ss->next;
+        if (ss->nused == 0) {
+            superslab_to_pool(h, ss);
+            pooled += HAK_SS_SIZE;
+        }
+    }
+    h->nwarm_empty = 0;
+    size_t purged = heap_purge(h, 0);
+    return purged + pooled;
 }
 
 /* In the child of fork() only the forking thread exists.  Heaps of the other

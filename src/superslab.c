@@ -69,9 +69,15 @@ unsigned shared_pool_acquire(hak_superslab_t **out, unsigned max) {
     return n;
 }
 
+/* An empty SuperSlab enters the pool purged (its slabs, not the header), so
+ * the pool holds address space, not memory; the heap that gave it up keeps
+ * its own warm reserve unpurged. */
 void shared_pool_release(hak_superslab_t *ss) {
     ss->heap = NULL;
     ss->in_warm = 0;
+    ss->dirty_mask = 0;
+    ss->tier = HAK_TIER_COLD;
+    if (hak_opt.pool_retain > 0) hak_os_purge((char *)ss + HAK_SLAB_SIZE, HAK_SS_SIZE - HAK_SLAB_SIZE);
     pthread_mutex_lock(&hak_pool_lock);
     if (pool_count < (unsigned long)hak_opt.pool_retain) {
         ss->next = pool_head;
@@ -82,6 +88,24 @@ void shared_pool_release(hak_superslab_t *ss) {
     }
     pthread_mutex_unlock(&hak_pool_lock);
     if (ss) superslab_unmap(ss);
+}
+
+/* malloc_trim: unmap every SuperSlab the pool holds; returns the bytes. */
+size_t shared_pool_trim(void) {
+    pthread_mutex_lock(&hak_pool_lock);
+    hak_superslab_t *list = pool_head;
+    pool_head = NULL;
+    HAK_GSTAT_SUB(ss_in_pool, pool_count);
+    pool_count = 0;
+    pthread_mutex_unlock(&hak_pool_lock);
+    size_t n = 0;
+    while (list) {
+        hak_superslab_t *next = list->next;
+        superslab_unmap(list);
+        n += HAK_SS_SIZE;
+        list = next;
+    }
+    return n;
 }
 
 /* Metadata arena for heap structs: bump allocation in 64 KiB chunks, never
