@@ -16,8 +16,7 @@
 #include "hakmem_internal.h"
 
 #define PAGE            4096u
-#define CACHE_SLOTS     8
-#define CACHE_MAX_BYTES ((size_t)hak_opt.large_cache_mib << 20)   /* HAKMEM_LARGE_CACHE_MIB */
+#define CACHE_SLOTS     32
 
 typedef struct {
     uintptr_t ptr;          /* user pointer; 0 = empty slot */
@@ -33,6 +32,16 @@ static size_t tab_cap, tab_count;            /* tab_cap: power of two */
 static cached_map_t cache[CACHE_SLOTS];      /* cache[0] is the oldest */
 static unsigned cache_n;
 static size_t cache_bytes;
+static size_t live_bytes;                    /* mapped by live large blocks */
+
+/* The cache may hold HAKMEM_LARGE_CACHE_MIB, or half of what live large
+ * blocks map if that is more: a program cycling through big buffers reuses
+ * them without faulting their pages in again, and once it frees them all the
+ * bound falls back and the cache is unmapped down to the fixed part. */
+static size_t cache_bound(void) {
+    size_t fixed = (size_t)hak_opt.large_cache_mib << 20;
+    return live_bytes / 2 > fixed ? live_bytes / 2 : fixed;
+}
 
 static size_t slot_of(uintptr_t ptr) {
     return (size_t)(((ptr >> 12) * 0x9E3779B97F4A7C15ull) >> 20) & (tab_cap - 1);
@@ -88,23 +97,41 @@ static void tab_remove(large_ent_t *e) {
     tab_count--;
 }
 
-/* A cached mapping of at least `need` bytes that does not waste more than a
- * quarter of it; caller holds the lock. */
-static uintptr_t cache_take(size_t need, size_t *size_out) {
-    for (unsigned i = cache_n; i-- > 0;) {
-        size_t sz = cache[i].size;
-        if (sz >= need && sz - need <= need / 4) {
-            uintptr_t base = cache[i].base;
-            cache_bytes -= sz;
-            HAK_GSTAT_SUB(large_cached_bytes, sz);
-            HAK_GSTAT_ADD(large_cache_hits, 1);
-            memmove(&cache[i], &cache[i + 1], (cache_n - i - 1) * sizeof cache[0]);
-            cache_n--;
-            *size_out = sz;
-            return base;
-        }
+/* The smallest cached mapping of at least `need` bytes; caller holds the
+ * lock.  A mapping much larger than needed has its tail cut off (*tail_*,
+ * unmapped by the caller outside the lock) rather than being wasted. */
+static uintptr_t cache_take(size_t need, size_t *size_out, uintptr_t *tail_base, size_t *tail_size) {
+    unsigned best = CACHE_SLOTS, largest = CACHE_SLOTS;
+    for (unsigned i = 0; i < cache_n; i++) {
+        if (cache[i].size >= need && (best == CACHE_SLOTS || cache[i].size < cache[best].size)) best = i;
+        if (largest == CACHE_SLOTS || cache[i].size > cache[largest].size) largest = i;
     }
-    return 0;
+    if (best == CACHE_SLOTS) {
+        /* Nothing big enough: grow the largest with mremap, so only the
+         * added pages are new (the kernel moves the old ones, no copy). */
+        if (largest == CACHE_SLOTS || cache[largest].size < need / 2) return 0;
+        void *np = mremap((void *)cache[largest].base, cache[largest].size, need, MREMAP_MAYMOVE);
+        if (np == MAP_FAILED) return 0;
+        cache_bytes += need - cache[largest].size;
+        HAK_GSTAT_ADD(large_cached_bytes, need - cache[largest].size);
+        cache[largest].base = (uintptr_t)np;
+        cache[largest].size = need;
+        best = largest;
+    }
+    uintptr_t base = cache[best].base;
+    size_t sz = cache[best].size;
+    cache_bytes -= sz;
+    HAK_GSTAT_SUB(large_cached_bytes, sz);
+    HAK_GSTAT_ADD(large_cache_hits, 1);
+    memmove(&cache[best], &cache[best + 1], (cache_n - best - 1) * sizeof cache[0]);
+    cache_n--;
+    if (sz - need > need / 4) {
+        *tail_base = base + need;
+        *tail_size = sz - need;
+        sz = need;
+    }
+    *size_out = sz;
+    return base;
 }
 
 static int cache_holds(uintptr_t base) {
@@ -125,12 +152,15 @@ void *hak_large_alloc(size_t size, size_t align, int zero) {
     size_t map_size = 0;
     int reused = 0;
 
+    uintptr_t tail_base = 0;
+    size_t tail_size = 0;
     pthread_mutex_lock(&large_lock);
     if (align <= PAGE) {
-        base = cache_take(need, &map_size);
+        base = cache_take(need, &map_size, &tail_base, &tail_size);
         reused = base != 0;
     }
     pthread_mutex_unlock(&large_lock);
+    if (tail_base) hak_os_unmap((void *)tail_base, tail_size);
 
     if (!base) {
         map_size = need;
@@ -142,6 +172,7 @@ void *hak_large_alloc(size_t size, size_t align, int zero) {
 
     pthread_mutex_lock(&large_lock);
     int bad = tab_insert(ptr, base, map_size);
+    if (!bad) live_bytes += map_size;
     pthread_mutex_unlock(&large_lock);
     if (bad) {
         hak_os_unmap((void *)base, map_size);
@@ -158,8 +189,8 @@ void *hak_large_alloc(size_t size, size_t align, int zero) {
  * -1 if it is a large block that was already freed (still cached). */
 int hak_large_free(void *p) {
     uintptr_t ptr = (uintptr_t)p;
-    uintptr_t evict_base = 0;
-    size_t evict_size = 0;
+    cached_map_t evict[CACHE_SLOTS + 1];
+    unsigned nevict = 0;
     pthread_mutex_lock(&large_lock);
     large_ent_t *e = tab_find(ptr);
     if (!e) {
@@ -170,28 +201,27 @@ int hak_large_free(void *p) {
     uintptr_t base = e->base;
     size_t size = e->map_size;
     tab_remove(e);
+    live_bytes -= size;
     HAK_GSTAT_SUB(large_live, 1);
     HAK_GSTAT_SUB(large_live_bytes, size);
-    if (ptr == base && size <= CACHE_MAX_BYTES / 2) {
-        while (cache_n == CACHE_SLOTS || cache_bytes + size > CACHE_MAX_BYTES) {
-            /* evict the oldest; unmap it outside the lock (one at a time) */
-            if (evict_base) break;
-            evict_base = cache[0].base;
-            evict_size = cache[0].size;
-            cache_bytes -= evict_size;
-            HAK_GSTAT_SUB(large_cached_bytes, evict_size);
-            memmove(&cache[0], &cache[1], (cache_n - 1) * sizeof cache[0]);
-            cache_n--;
-        }
-        if (cache_n < CACHE_SLOTS && cache_bytes + size <= CACHE_MAX_BYTES) {
-            cache[cache_n++] = (cached_map_t){ base, size };
-            cache_bytes += size;
-            HAK_GSTAT_ADD(large_cached_bytes, size);
-            base = 0;
-        }
+    size_t bound = cache_bound();
+    if (ptr == base && size <= bound) {
+        cache[cache_n++] = (cached_map_t){ base, size };   /* room: see the loop below */
+        cache_bytes += size;
+        HAK_GSTAT_ADD(large_cached_bytes, size);
+        base = 0;
+    }
+    /* Evict the oldest until the cache fits its bound and keeps a free slot
+     * for the next insertion. */
+    while (cache_n > 0 && (cache_n > CACHE_SLOTS - 1 || cache_bytes > bound)) {
+        evict[nevict++] = cache[0];
+        cache_bytes -= cache[0].size;
+        HAK_GSTAT_SUB(large_cached_bytes, cache[0].size);
+        memmove(&cache[0], &cache[1], (cache_n - 1) * sizeof cache[0]);
+        cache_n--;
     }
     pthread_mutex_unlock(&large_lock);
-    if (evict_base) hak_os_unmap((void *)evict_base, evict_size);
+    for (unsigned i = 0; i < nevict; i++) hak_os_unmap((void *)evict[i].base, evict[i].size);
     if (base) hak_os_unmap((void *)base, size);
     return 1;
 }
@@ -228,6 +258,7 @@ void *hak_large_realloc(void *p, size_t size, int *handled) {
         if (np != MAP_FAILED) {
             HAK_GSTAT_ADD(large_live_bytes, need);
             HAK_GSTAT_SUB(large_live_bytes, e->map_size);
+            live_bytes += need - e->map_size;
             tab_remove(e);
             int bad = tab_insert((uintptr_t)np, (uintptr_t)np, need);
             pthread_mutex_unlock(&large_lock);
