@@ -50,9 +50,10 @@ const uint32_t hak_class_size[HAK_NUM_CLASSES] = {
     16, 32, 48, 64, 80, 96, 112, 128,               /* tiny: 16-byte steps */
     160, 192, 224, 256, 320, 384, 448, 512,         /* then 4 per doubling */
     640, 768, 896, 1024,
-    1280, 1536, 1792, 2048, 2560, 3072, 3584, 4096,  /* mid */
+    1280, 1536, 1792, 2048, 2560, 3072, 3584, 4096,  /* above the tiny tier */
     5120, 6144, 7168, 8192, 10240, 12288, 14336, 16384,
-    20480, 24576, 28672, 32768,
+    20480, 24576, 28672, 32768, 40960, 49152, 57344, 65536,
+    81920, 98304, 114688, 131072, 163840, 196608, 229376, 262144,
 };
 
 /* ----------------------------------------------------------- start-up */
@@ -119,19 +120,37 @@ HAK_EXPORT void *hak_malloc(size_t n) { return malloc_tiny_fast(n); }
 
 /* ----------------------------------------------------------- free */
 
+/* Push a validated block of our own heap onto its bin; the free key marks
+ * it free.  A full bin sends half of its blocks back to their slabs. */
+HAK_INLINE void bin_push(hak_heap_t *h, unsigned cls, void *p, const char *fn) {
+    if (HAKMEM_DEBUG_CHECKS) hak_debug_on_free(p, fn);
+    if (HAKMEM_DEBUG_COUNTERS) HAK_STAT_ADD(h->stats[cls].frees, 1);
+    hak_bin_t *bin = &h->bins[cls];
+    void **b = p;
+    b[0] = bin->head;
+    b[1] = (void *)hak_block_key((uintptr_t)p);
+    bin->head = b;
+    if (HAK_UNLIKELY(--bin->room == 0)) unified_cache_flush(h, cls, bin->cap / 2);
+}
+
 /* The block p, in slab s, is not a plain free to our own heap. */
 static HAK_COLD void free_small_slow(void *p, hak_slab_t *s, const char *fn) {
     uintptr_t a = (uintptr_t)p;
+    s = hak_block_slab(a);              /* a later slot of a span: its first */
     hak_heap_t *owner = __atomic_load_n(&s->owner, __ATOMIC_ACQUIRE);
     const char *what = NULL;
     if (owner == NULL) what = "invalid pointer (not an allocated block)";
-    else if (!hak_slab_is_block(s, (uint32_t)(a & (HAK_SLAB_SIZE - 1))))
-        what = "invalid pointer (inside or beyond a block)";
+    else if (!hak_slab_holds(s, a)) what = "invalid pointer (inside or beyond a block)";
     else if (((uintptr_t *)p)[1] == hak_block_key(a)) what = "double free of";
     if (what) {
         /* debug: also say where the pointer belongs (class, slab, SuperSlab) */
         if (HAKMEM_DEBUG_CHECKS) hak_debug_report_block(fn, what, p);
         hak_fatal_ptr(fn, what, p);
+    }
+    if (owner == hak_tl_heap && s->span_slots > 1) {
+        /* our own block, beyond the first slot of its span: a local free */
+        bin_push(owner, s->cls, p, fn);
+        return;
     }
     if (HAKMEM_DEBUG_CHECKS) hak_debug_on_free(p, fn);
     hak_heap_t *h = hak_tl_heap;
@@ -166,14 +185,7 @@ HAK_INLINE void free_tiny_fast(void *p, const char *fn) {
         free_small_slow(p, s, fn);
         return;
     }
-    if (HAKMEM_DEBUG_CHECKS) hak_debug_on_free(p, fn);
-    if (HAKMEM_DEBUG_COUNTERS) HAK_STAT_ADD(h->stats[s->cls].frees, 1);
-    hak_bin_t *bin = &h->bins[s->cls];
-    void **b = p;
-    b[0] = bin->head;
-    b[1] = (void *)hak_block_key(a);
-    bin->head = b;
-    if (HAK_UNLIKELY(--bin->room == 0)) unified_cache_flush(h, s->cls, bin->cap / 2);
+    bin_push(h, s->cls, p, fn);
 }
 
 HAK_EXPORT void hak_free(void *p) { free_tiny_fast(p, "free"); }
@@ -182,9 +194,8 @@ HAK_EXPORT void hak_free(void *p) { free_tiny_fast(p, "free"); }
 static size_t block_usable(void *p, const char *fn) {
     uintptr_t a = (uintptr_t)p;
     if (hak_super_lookup(p)) {
-        hak_slab_t *s = hak_slab_of(a);
-        if (__atomic_load_n(&s->owner, __ATOMIC_ACQUIRE) == NULL ||
-            !hak_slab_is_block(s, (uint32_t)(a & (HAK_SLAB_SIZE - 1))))
+        hak_slab_t *s = hak_block_slab(a);
+        if (__atomic_load_n(&s->owner, __ATOMIC_ACQUIRE) == NULL || !hak_slab_holds(s, a))
             hak_fatal_ptr(fn, "invalid pointer", p);
         if (((uintptr_t *)p)[1] == hak_block_key(a)) hak_fatal_ptr(fn, "pointer to a freed block", p);
         return s->bsize;
@@ -245,10 +256,10 @@ HAK_EXPORT void *hak_reallocarray(void *p, size_t n, size_t size) {
 
 /* Aligned allocation.  A slab starts on a 64 KiB boundary, so a class whose
  * block size is a multiple of `align` gives aligned blocks; the power-of-two
- * classes guarantee such a class exists for every align <= 32 KiB. */
+ * classes guarantee such a class exists for every align <= 64 KiB. */
 static void *alloc_aligned(size_t align, size_t n) {
     if (align <= HAK_MIN_ALIGN) return hak_malloc(n);
-    if (align <= HAK_SMALL_MAX && n <= HAK_SMALL_MAX) {
+    if (align <= HAK_SLAB_SIZE && n <= HAK_SMALL_MAX) {
         size_t m = (n < align ? align : n + align - 1) & ~(align - 1);
         if (m <= HAK_SMALL_MAX) {
             unsigned cls = hak_size_class(m);

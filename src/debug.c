@@ -30,7 +30,7 @@ void hak_debug_report_block(const char *fn, const char *what, const void *p) {
     uintptr_t a = (uintptr_t)p;
     hak_superslab_t *ss = hak_super_lookup(p);
     if (ss) {
-        hak_slab_t *s = hak_slab_of(a);
+        hak_slab_t *s = hak_block_slab(a);
         snprintf(buf, sizeof buf,
                  "hakmem: %s(): %s %p (class %u, block size %u, slab %u of SuperSlab %p, owner heap %p)\n",
                  fn, what, p, (unsigned)s->cls, s->bsize, (unsigned)s->index, (void *)ss, (void *)s->owner);
@@ -42,9 +42,9 @@ void hak_debug_report_block(const char *fn, const char *what, const void *p) {
 }
 
 static uint8_t *bitmap_byte(uintptr_t a, uint8_t *mask) {
-    hak_slab_t *s = hak_slab_of(a);
+    hak_slab_t *s = hak_block_slab(a);
     uintptr_t ss = a & ~(HAK_SS_SIZE - 1);
-    uint32_t idx = (uint32_t)((a & (HAK_SLAB_SIZE - 1)) / s->bsize);
+    uint32_t idx = (uint32_t)((a - hak_slab_base(s)) / s->bsize);
     *mask = (uint8_t)(1u << (idx & 7));
     return (uint8_t *)(ss + BITMAP_OFFSET + (uintptr_t)s->index * BITMAP_BYTES + idx / 8);
 }
@@ -71,10 +71,10 @@ void hak_debug_check_node(const hak_heap_t *h, unsigned cls, const void *node, c
     if ((a & 15) || !hak_super_lookup(node)) {
         why = "not in a SuperSlab";
     } else {
-        s = hak_slab_of(a);
+        s = hak_block_slab(a);
         if (s->owner != h) why = "in a slab of another heap";
         else if (s->cls != cls) why = "in a slab of another class";
-        else if (!hak_slab_is_block(s, (uint32_t)(a & (HAK_SLAB_SIZE - 1)))) why = "not a block start";
+        else if (!hak_slab_holds(s, a)) why = "not a block start";
         else return;
     }
     snprintf(buf, sizeof buf,
@@ -133,9 +133,9 @@ HAK_EXPORT unsigned hak_check(void) {
             uintptr_t a = (uintptr_t)b;
             if (++n > bin->cap) { bad += check_fail("bin longer than its cap (cycle?)", bin); break; }
             if (!hak_super_lookup(b)) { bad += check_fail("bin node outside every SuperSlab", b); break; }
-            hak_slab_t *s = hak_slab_of(a);
+            hak_slab_t *s = hak_block_slab(a);
             if (s->owner != h || s->cls != c) { bad += check_fail("bin node in a foreign slab", b); break; }
-            if (!hak_slab_is_block(s, (uint32_t)(a & (HAK_SLAB_SIZE - 1))))
+            if (!hak_slab_holds(s, a))
                 { bad += check_fail("bin node is not a block start", b); break; }
             if ((uintptr_t)b[1] != hak_block_key(a)) bad += check_fail("free block lost its free key", b);
         }
@@ -146,7 +146,7 @@ HAK_EXPORT unsigned hak_check(void) {
             for (void **b = s->free; b; b = b[0]) {
                 uintptr_t a = (uintptr_t)b;
                 if (++nf > max) { bad += check_fail("slab free list too long (cycle?)", s); break; }
-                if (hak_slab_of(a) != s || !hak_slab_is_block(s, (uint32_t)(a & (HAK_SLAB_SIZE - 1))))
+                if (hak_block_slab(a) != s || !hak_slab_holds(s, a))
                     { bad += check_fail("slab free list node outside its slab", b); break; }
             }
             if (nf <= max && nf != s->nfree) bad += check_fail("slab nfree does not match its list", s);

@@ -12,13 +12,18 @@
  *   (hak_superslab_t)      hold the header and the 31 slab descriptors; the
  *                          other 31 x 64 KiB are slabs.  A SuperSlab belongs
  *                          to one heap while it has slabs in use.
- *   slab (hak_slab_t)      64 KiB of blocks of one size class, owned by one
- *                          heap.  Its descriptor lives in the SuperSlab header
- *                          and is found from any block by masking the address.
+ *   slab (hak_slab_t)      blocks of one size class, owned by one heap: one
+ *                          64 KiB slot, or for mid classes (above 8 KiB) a
+ *                          span of up to 8 contiguous slots holding at least
+ *                          8 blocks (2 for the largest classes).  Its
+ *                          descriptor lives in the SuperSlab header, at the
+ *                          span's first slot, and is found from a block by
+ *                          masking the address; the descriptors of the other
+ *                          slots of a span say how far back the first is.
  *   registry               one byte per 2 MiB of address space: is this
  *                          region a SuperSlab of ours?  O(1), no hashing.
  *   shared pool            global list of empty SuperSlabs, under one lock.
- *   large blocks           > HAK_SMALL_MAX: direct mappings (large.c).
+ *   large blocks           > HAK_SMALL_MAX (256 KiB): direct mappings (large.c).
  *
  * Memory layout of a SuperSlab:
  *
@@ -59,14 +64,15 @@
 #define HAK_REGISTRY_SIZE   ((size_t)1 << (HAK_ADDR_BITS - HAK_SS_SHIFT))
 
 #define HAK_TINY_MAX        1024                    /* the report's tiny tier */
-#define HAK_SMALL_MAX       32768                   /* largest slab class */
+#define HAK_SMALL_MAX       262144                  /* largest slab class (mid tier top) */
 #define HAK_TINY_CLASSES    20
-#define HAK_NUM_CLASSES     40
+#define HAK_NUM_CLASSES     52
+#define HAK_SPAN_MAX_SLOTS  8       /* a slab of a mid class spans up to 8 slots */
 #define HAK_MIN_ALIGN       16
 
 #define HAK_FRONT_BUDGET    65536   /* bytes a bin may hold before it flushes */
 #define HAK_FRONT_CAP_MAX   128
-#define HAK_FRONT_CAP_MIN   4
+#define HAK_FRONT_CAP_MIN   2
 #define WARM_POOL_PREFILL_BUDGET 2  /* SuperSlabs taken per shared-pool visit */
 #define HAK_POOL_RETAIN_MAX 4       /* default of HAKMEM_POOL_RETAIN */
 
@@ -86,7 +92,7 @@ typedef struct hak_slab {
     uint8_t  cls;
     uint8_t  in_partial;
     uint16_t index;                /* slot in its SuperSlab */
-    uint32_t cap_end;              /* (64K / bsize) * bsize */
+    uint32_t cap_end;              /* (span bytes / bsize) * bsize */
     /* owner-only state */
     void    *free;                 /* local free list */
     uint32_t nfree;
@@ -95,6 +101,9 @@ typedef struct hak_slab {
     /* Line 1: written by other threads. */
     _Alignas(64) _Atomic uintptr_t xthread_free;  /* remote frees | QUEUED */
     struct hak_slab *next_remote;                 /* heap's remote queue */
+    /* Read by slow paths only. */
+    uint8_t  span_slots;           /* slots this slab covers (first slot) */
+    uint8_t  span_back;            /* other slots of a span: distance to the first */
 } hak_slab_t;
 
 #define HAK_XTHREAD_QUEUED ((uintptr_t)1)
@@ -220,9 +229,24 @@ HAK_INLINE uintptr_t hak_slab_base(const hak_slab_t *s) {
     return ((uintptr_t)s & ~(HAK_SS_SIZE - 1)) + ((uintptr_t)s->index << HAK_SLAB_SHIFT);
 }
 
+/* The slab holding address a (in a SuperSlab), following a span back to its
+ * first slot.  The free gate's fast test uses hak_slab_of directly: a block
+ * in the first slot is found there, the others fall to the slow path. */
+HAK_INLINE hak_slab_t *hak_block_slab(uintptr_t a) {
+    hak_slab_t *s = hak_slab_of(a);
+    return s - s->span_back;
+}
+
+
 /* Is offset `off` (in the slab) the start of a block that was handed out? */
 HAK_INLINE int hak_slab_is_block(const hak_slab_t *s, uint32_t off) {
     return off < s->carved && (uint64_t)off * s->div_magic < s->div_magic;
+}
+
+/* Is a the start of a block of s that was handed out? */
+HAK_INLINE int hak_slab_holds(const hak_slab_t *s, uintptr_t a) {
+    uintptr_t off = a - hak_slab_base(s);
+    return off < ((uintptr_t)HAK_SPAN_MAX_SLOTS << HAK_SLAB_SHIFT) && hak_slab_is_block(s, (uint32_t)off);
 }
 
 HAK_INLINE uint32_t bin_count(const hak_bin_t *b) { return b->cap - b->room; }

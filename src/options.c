@@ -11,7 +11,7 @@ hak_options_t hak_opt = {
     .verbose = 0,
     .front_budget_kib = HAK_FRONT_BUDGET / 1024,
     .pool_retain = HAK_POOL_RETAIN_MAX,
-    .large_cache_mib = 32,
+    .large_cache_mib = 16,
     .purge_retain_mib = 16,
     .purge_mode = 0,
 };

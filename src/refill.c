@@ -60,10 +60,30 @@ static void warm_remove(hak_heap_t *h, hak_superslab_t *ss) {
 
 /* --------------------------------------------------------------- slabs */
 
-/* warm_pool_take: a SuperSlab of h with a free slab slot; prefill the warm
- * pool from the shared pool when it is empty. */
-static hak_superslab_t *warm_pool_take(hak_heap_t *h, unsigned cls) {
-    if (HAK_LIKELY(h->warm != NULL)) return h->warm;
+/* Slots a slab of class cls covers: one 64 KiB slot up to 8 KiB blocks,
+ * then enough slots for 8 blocks, at most HAK_SPAN_MAX_SLOTS. */
+static unsigned class_span_slots(unsigned cls) {
+    uint32_t bsize = hak_class_size[cls];
+    unsigned k = (unsigned)(((uint64_t)bsize * 8 + HAK_SLAB_SIZE - 1) >> HAK_SLAB_SHIFT);
+    return k < 1 ? 1 : k > HAK_SPAN_MAX_SLOTS ? HAK_SPAN_MAX_SLOTS : k;
+}
+
+static uint32_t run_mask(unsigned k) { return (uint32_t)(((uint64_t)1 << k) - 1); }
+
+/* First slot of k contiguous free slots of ss, or 0 if there is none. */
+static unsigned superslab_find_run(const hak_superslab_t *ss, unsigned k) {
+    uint32_t m = ss->free_mask, run = run_mask(k);
+    if (k == 1) return m ? (unsigned)__builtin_ctz(m) : 0;
+    for (unsigned i = 1; i + k <= HAK_SLABS_PER_SS; i++)
+        if (((m >> i) & run) == run) return i;
+    return 0;
+}
+
+/* warm_pool_take: a SuperSlab of h with k contiguous free slots (*slot set
+ * to the first); prefill the warm pool from the shared pool if none has. */
+static hak_superslab_t *warm_pool_take(hak_heap_t *h, unsigned cls, unsigned k, unsigned *slot) {
+    for (hak_superslab_t *ss = h->warm; ss; ss = ss->next)
+        if ((*slot = superslab_find_run(ss, k)) != 0) return ss;
     hak_superslab_t *got[WARM_POOL_PREFILL_BUDGET];
     unsigned n = shared_pool_acquire(got, WARM_POOL_PREFILL_BUDGET);
     HAK_STAT_ADD(h->stats[cls].prefills, n);
@@ -72,27 +92,36 @@ static hak_superslab_t *warm_pool_take(hak_heap_t *h, unsigned cls) {
         warm_push(h, got[i]);
         h->nwarm_empty++;
     }
+    if (!h->warm || !n) return NULL;
+    *slot = superslab_find_run(h->warm, k);
     return h->warm;
 }
 
 static hak_slab_t *slab_alloc(hak_heap_t *h, unsigned cls) {
-    hak_superslab_t *ss = warm_pool_take(h, cls);
+    unsigned k = class_span_slots(cls), i = 0;
+    hak_superslab_t *ss = warm_pool_take(h, cls, k, &i);
     if (!ss) return NULL;
-    unsigned i = (unsigned)__builtin_ctz(ss->free_mask);
-    ss->free_mask &= ~(1u << i);
-    if (ss->dirty_mask & (1u << i)) {      /* reused without page faults */
-        ss->dirty_mask &= ~(1u << i);
-        h->dirty_bytes -= HAK_SLAB_SIZE;
+    uint32_t run = run_mask(k) << i;
+    ss->free_mask &= ~run;
+    if (ss->dirty_mask & run) {            /* resident pages: reused without faults */
+        h->dirty_bytes -= (size_t)__builtin_popcount(ss->dirty_mask & run) * HAK_SLAB_SIZE;
+        ss->dirty_mask &= ~run;
     }
     if (ss->nused++ == 0) h->nwarm_empty--;
     if (ss->free_mask == 0) warm_remove(h, ss);
 
     hak_slab_t *s = &ss->slabs[i];
+    for (unsigned j = 1; j < k; j++) {     /* the span's other slots point back */
+        s[j].span_back = (uint8_t)j;
+        s[j].carved = 0;
+    }
     uint32_t bsize = hak_class_size[cls];
+    s->span_slots = (uint8_t)k;
+    s->span_back = 0;
     s->bsize = bsize;
     s->cls = (uint8_t)cls;
     s->div_magic = UINT64_MAX / bsize + 1;
-    s->cap_end = (uint32_t)(HAK_SLAB_SIZE / bsize) * bsize;
+    s->cap_end = (uint32_t)(((uint32_t)k << HAK_SLAB_SHIFT) / bsize) * bsize;
     s->carved = 0;
     s->free = NULL;
     s->nfree = 0;
@@ -150,11 +179,14 @@ static void slab_release(hak_heap_t *h, hak_slab_t *s, int force) {
     s->free = NULL;
     s->nfree = 0;
     hak_superslab_t *ss = (hak_superslab_t *)((uintptr_t)s & ~(HAK_SS_SIZE - 1));
+    unsigned k = s->span_slots;
+    uint32_t run = run_mask(k) << s->index;
+    for (unsigned j = 1; j < k; j++) s[j].span_back = 0;
     if (ss->free_mask == 0) warm_push(h, ss);
-    ss->free_mask |= 1u << s->index;
-    ss->dirty_mask |= 1u << s->index;
+    ss->free_mask |= run;
+    ss->dirty_mask |= run;
     ss->tier = HAK_TIER_HOT;
-    h->dirty_bytes += HAK_SLAB_SIZE;
+    h->dirty_bytes += (size_t)k << HAK_SLAB_SHIFT;
     if (--ss->nused == 0) superslab_on_empty(h, ss, force);
     size_t bound = (size_t)hak_opt.purge_retain_mib << 20;
     if (h->dirty_bytes > bound) heap_purge(h, bound / 2);
@@ -174,10 +206,8 @@ static void slab_after_return(hak_heap_t *h, hak_slab_t *s, int force) {
 /* Debug: every node of a slab's free list must be a carved block of it. */
 static void slab_check_node(const hak_slab_t *s, const void *b) {
     uintptr_t a = (uintptr_t)b;
-    if (!hak_super_lookup(b) || hak_slab_of(a) != s)
+    if (!hak_super_lookup(b) || hak_block_slab(a) != s || !hak_slab_holds(s, a))
         hak_debug_check_node(s->owner, s->cls, b, "refill");   /* reports, aborts */
-    if (!hak_slab_is_block(s, (uint32_t)(a & (HAK_SLAB_SIZE - 1))))
-        hak_debug_check_node(s->owner, s->cls, b, "refill");
 }
 
 static void slab_take_free(hak_slab_t *s, hak_bin_t *bin, uint32_t want) {
@@ -232,7 +262,7 @@ void *unified_cache_refill(hak_heap_t *h, unsigned cls) {
     if (atomic_load_explicit(&h->remote_slabs, memory_order_relaxed))
         hak_heap_drain_remote(h);
 
-    uint32_t want = bin->cap / 2;
+    uint32_t want = bin->cap > 1 ? bin->cap / 2 : 1;
     hak_slab_t *s;
     while ((s = h->partial[cls]) != NULL) {
         if (s->free) slab_take_free(s, bin, want);
@@ -258,7 +288,7 @@ static void blocks_return(hak_heap_t *h, void *list, int force) {
     while (list) {
         void **b = list;
         list = b[0];
-        hak_slab_t *s = hak_slab_of((uintptr_t)b);
+        hak_slab_t *s = hak_block_slab((uintptr_t)b);
         b[0] = s->free;
         s->free = b;
         s->nfree++;

@@ -3,8 +3,9 @@
 #
 # Runs every test of both flavors:
 #   BUILDDIR/tests/{test_api,test_stress,test_fork,test_misuse}-{release,debug}
-#                                          (cmocka: each test case counts)
+#   and any other BUILDDIR/tests/*-{release,debug} (cmocka: each case counts)
 #   BUILDDIR/tests/test_static-{release,debug}  (each check counts)
+#   tests/check_release.sh (the release library carries no diagnostics)
 #   tests/preload.sh against BUILDDIR/libhakmem.so and libhakmem-debug.so
 #                                          (each check counts)
 # and ends with exactly one line "N passed, N failed" (totals); exits non-zero
@@ -24,6 +25,7 @@ PRELOAD_DEBUG=${HAKMEM_PRELOAD_DEBUG:-1}
 
 total_pass=0
 total_fail=0
+total_skip=0
 summary=""
 
 LOG=$(mktemp "${TMPDIR:-/tmp}/hakmem-tests.XXXXXX") || exit 1
@@ -66,13 +68,15 @@ run_cmocka() {
     t1=$(now)
     n=$(sed -n 's/.*Running \([0-9][0-9]*\) test(s).*/\1/p' "$LOG" | head -n 1)
     okc=$(grep -o '\[       OK \]' "$LOG" | wc -l | tr -d ' ')
+    skc=$(grep -o '\[  SKIPPED \]' "$LOG" | wc -l | tr -d ' ')
     if [ -z "$n" ]; then
         # crashed before cmocka started: count as one failure
         p=0
         f=1
     else
         p=$okc
-        f=$((n - okc))
+        f=$((n - okc - skc))
+        total_skip=$((total_skip + skc))
         [ $f -lt 0 ] && f=0
         # non-zero exit without any failed case (e.g. crash after the last
         # test, or the summary lost): count one failure
@@ -114,9 +118,21 @@ run_counted() {
     note "$(printf '%-22s %3d passed, %3d failed  %6ss  rc=%s' "$name" "$p" "$f" "$(elapsed "$t0" "$t1")" "$rc")"
 }
 
+# The expected cmocka binaries (reported as missing if absent) plus any other
+# BUILDDIR/tests/*-FLAVOR that the Makefile builds.
+CMOCKA_TESTS="test_api test_stress test_fork test_misuse test_diag"
+
 for flavor in release debug; do
-    for t in test_api test_stress test_fork test_misuse; do
+    for t in $CMOCKA_TESTS; do
         run_cmocka "$B/tests/$t-$flavor"
+    done
+    for bin in "$B"/tests/*-$flavor; do
+        [ -x "$bin" ] || continue
+        t=$(basename "$bin" "-$flavor")
+        case " $CMOCKA_TESTS test_static " in
+            *" $t "*) continue ;;
+        esac
+        run_cmocka "$bin"
     done
     bin=$B/tests/test_static-$flavor
     if [ -x "$bin" ]; then
@@ -128,6 +144,8 @@ for flavor in release debug; do
     fi
 done
 
+run_counted "release-check" release-check sh "$HERE/check_release.sh" "$B"
+
 run_counted "preload-release" preload sh "$HERE/preload.sh" "$B" libhakmem.so
 if [ "$PRELOAD_DEBUG" != 0 ]; then
     run_counted "preload-debug" preload sh "$HERE/preload.sh" "$B" libhakmem-debug.so
@@ -135,5 +153,5 @@ fi
 
 echo "=== summary"
 printf '%s' "$summary"
-echo "$total_pass passed, $total_fail failed"
+echo "$total_pass passed, $total_fail failed, $total_skip skipped"
 [ $total_fail -eq 0 ]

@@ -550,7 +550,7 @@ static void *forker_thread(void *v)
 {
     forker_arg *fa = v;
     int i;
-    for (i = 0; i < fa->iterations; i++) {
+    for (i = 0; i < fa->iterations && fa->failures == 0; i++) {
         int status = 0;
         char err[256], st[128];
         if (run_in_child(child_main, (void *)(uintptr_t)(7000 + i), &status, err, sizeof err) != 0 ||
