@@ -28,6 +28,8 @@ import subprocess
 import sys
 import time
 
+# bench_rss also prints "rss_kb: start N peak N after_free90 N ..."
+PHASES_RE = re.compile(r"^rss_kb:((?: \w+ \d+)+)\s*$", re.M)
 RESULT_RE = re.compile(
     r"^ops/s: (\d+) peak_rss_kb: (-?\d+) ops: (\d+) seconds: ([0-9.eE+-]+)\s*$",
     re.MULTILINE,
@@ -76,6 +78,17 @@ def benchmarks(quick):
         ("mt_mixed 4T %s/thread" % tag(5_000_000), "bench_mt_mixed", [4, it(5_000_000), 256, 42]),
         ("prodcons 2T %s/producer" % tag(5_000_000), "bench_prodcons", [2, it(5_000_000), 42]),
         ("prodcons 4T %s/producer" % tag(5_000_000), "bench_prodcons", [4, it(5_000_000), 42]),
+        # size bands: the same random_mixed loop over larger sizes
+        ("band 1-64KiB %s" % tag(2_000_000), "bench_random_mixed",
+         [it(2_000_000), 256, 42, 1024, 65536]),
+        ("band 64KiB-1MiB %s" % tag(500_000), "bench_random_mixed",
+         [it(500_000), 256, 42, 65536, 1048576]),
+        ("band 1-32MiB %s" % tag(50_000), "bench_random_mixed",
+         [it(50_000), 256, 42, 1048576, 33554432]),
+        # 20 live buffers of 5-25 MiB, each new one written in full
+        ("largebuf 20x5-25MiB %d" % it(300), "bench_largebuf", [it(300), 42]),
+        # RSS over time: 1 GiB of mixed blocks, free 90%, free all, trim
+        ("rss 1GiB", "bench_rss", [1024 // div, 42]),
     ]
     return [(name, binary, [str(a) for a in args]) for name, binary, args in rows]
 
@@ -163,20 +176,25 @@ def run_one(binary, args, preload, timeout):
                            text=True, errors="replace", timeout=timeout)
     except subprocess.TimeoutExpired as e:
         err = e.stderr.decode("utf-8", "replace") if isinstance(e.stderr, bytes) else (e.stderr or "")
-        return None, None, "timeout after %ss; %s" % (timeout, tail(err))
+        return None, None, "timeout after %ss; %s" % (timeout, tail(err)), None
     except OSError as e:
-        return None, None, str(e)
+        return None, None, str(e), None
     # The dynamic loader only warns and falls back to glibc when a preload
     # library cannot be loaded: that must not count as a result.
     if preload and "cannot be preloaded" in p.stderr:
-        return None, None, "preload failed: " + tail(p.stderr)
+        return None, None, "preload failed: " + tail(p.stderr), None
     if p.returncode != 0:
         how = ("signal %d" % -p.returncode) if p.returncode < 0 else ("exit %d" % p.returncode)
-        return None, None, "%s; %s" % (how, tail(p.stderr))
+        return None, None, "%s; %s" % (how, tail(p.stderr)), None
     m = RESULT_RE.search(p.stdout)
     if not m:
-        return None, None, "no result line; stdout: %s; stderr: %s" % (tail(p.stdout), tail(p.stderr))
-    return int(m.group(1)), int(m.group(2)), None
+        return None, None, "no result line; stdout: %s; stderr: %s" % (tail(p.stdout), tail(p.stderr)), None
+    phases = None
+    pm = PHASES_RE.search(p.stdout)
+    if pm:
+        words = pm.group(1).split()
+        phases = {words[i]: int(words[i + 1]) for i in range(0, len(words) - 1, 2)}
+    return int(m.group(1)), int(m.group(2)), None, phases
 
 
 def tail(text, limit=200):
@@ -294,7 +312,8 @@ def main():
         log("  %-9s skipped: %s" % (name, why))
 
     # results[(row, alloc)] = {"ops": [...], "rss": [...], "error": str|None}
-    results = {(r[0], a[0]): {"ops": [], "rss": [], "error": None} for r in rows for a in allocators}
+    results = {(r[0], a[0]): {"ops": [], "rss": [], "phases": [], "error": None}
+               for r in rows for a in allocators}
     total = reps * len(rows) * len(allocators)
     done = 0
     for rep in range(reps):
@@ -307,7 +326,9 @@ def main():
                 cell = results[(row, name)]
                 if cell["error"]:
                     continue  # failed before: do not wait on it again
-                ops, rss, err = run_one(binaries[binary], args, preload, opts.timeout)
+                ops, rss, err, phases = run_one(binaries[binary], args, preload, opts.timeout)
+                if phases:
+                    cell["phases"].append(phases)
                 if err:
                     cell["error"] = err
                     log("[%d/%d] rep %d %-28s %-9s FAILED: %s" % (done, total, rep + 1, row, name, err))
@@ -340,6 +361,21 @@ def main():
             rss = statistics.median(cell["rss"])
             ratio = "%.2f" % (med / ref_ops) if ref_ops else "n/a"
             lines.append("| %s | %s | %d | %s | %d |" % (row, name, round(med), ratio, round(rss)))
+    # RSS over time (bench_rss): the median of each phase.
+    phase_rows = [(row, name) for row, _, _ in rows for name, _ in allocators
+                  if results[(row, name)]["phases"] and not results[(row, name)]["error"]]
+    if phase_rows:
+        keys = list(results[phase_rows[0]]["phases"][0].keys())
+        titles = {"start": "start", "peak": "peak", "after_free90": "after freeing 90%",
+                  "after_free_all": "after freeing all", "after_pause": "after 1 s pause",
+                  "after_trim": "after malloc_trim(0)"}
+        lines += ["", "RSS over time (KiB, medians):", "",
+                  "| benchmark | allocator | " + " | ".join(titles.get(k, k) for k in keys) + " |",
+                  "|---|---|" + "--:|" * len(keys)]
+        for row, name in phase_rows:
+            ph = results[(row, name)]["phases"]
+            lines.append("| %s | %s | %s |" % (row, name, " | ".join(
+                str(round(statistics.median(p[k] for p in ph))) for k in keys)))
     report = "\n".join(lines) + "\n"
 
     # Spread of the repetitions, for judging the noise (stderr only).
