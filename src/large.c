@@ -16,7 +16,7 @@
 #include "hakmem_internal.h"
 
 #define PAGE            4096u
-#define CACHE_SLOTS     32
+#define CACHE_SLOTS     64
 
 typedef struct {
     uintptr_t ptr;          /* user pointer; 0 = empty slot */
@@ -102,7 +102,8 @@ static void tab_remove(large_ent_t *e) {
  * unmapped by the caller outside the lock) rather than being wasted. */
 static uintptr_t cache_take(size_t need, size_t *size_out, uintptr_t *tail_base, size_t *tail_size) {
     unsigned best = CACHE_SLOTS, largest = CACHE_SLOTS;
-    for (unsigned i = 0; i < cache_n; i++) {
+    for (unsigned i = cache_n; i-- > 0;) {        /* newest first: warmest pages */
+        if (cache[i].size == need) { best = i; break; }
         if (cache[i].size >= need && (best == CACHE_SLOTS || cache[i].size < cache[best].size)) best = i;
         if (largest == CACHE_SLOTS || cache[i].size > cache[largest].size) largest = i;
     }
@@ -125,7 +126,7 @@ static uintptr_t cache_take(size_t need, size_t *size_out, uintptr_t *tail_base,
     HAK_GSTAT_ADD(large_cache_hits, 1);
     memmove(&cache[best], &cache[best + 1], (cache_n - best - 1) * sizeof cache[0]);
     cache_n--;
-    if (sz - need > need / 4) {
+    if (sz - need > need) {                    /* more than twice: cut the tail */
         *tail_base = base + need;
         *tail_size = sz - need;
         sz = need;
@@ -142,12 +143,23 @@ static int cache_holds(uintptr_t base) {
 
 static size_t page_round(size_t n) { return (n + PAGE - 1) & ~(size_t)(PAGE - 1); }
 
+/* Mapping size for a request: rounded up to four steps per doubling, so that
+ * freed mappings come back in a few sizes that later requests fit exactly
+ * (no trimming, no growing, no system call).  The rounding is address space:
+ * pages past the request are never touched, so they cost no memory. */
+static size_t large_round(size_t n) {
+    n = page_round(n);
+    unsigned k = 63u - (unsigned)__builtin_clzl(n - 1);
+    size_t step = (size_t)1 << (k - 2);
+    return step > PAGE ? (n + step - 1) & ~(step - 1) : n;
+}
+
 void *hak_large_alloc(size_t size, size_t align, int zero) {
     if (size > PTRDIFF_MAX - (size_t)(8u << 20) || align > ((size_t)1 << 40)) {
         errno = ENOMEM;
         return NULL;
     }
-    size_t need = page_round(size ? size : 1);
+    size_t need = large_round(size ? size : 1);
     uintptr_t base = 0, ptr;
     size_t map_size = 0;
     int reused = 0;
@@ -249,8 +261,8 @@ void *hak_large_realloc(void *p, size_t size, int *handled) {
     *handled = 1;
     size_t usable = e->base + e->map_size - ptr;
     if (size > HAK_SMALL_MAX && size <= PTRDIFF_MAX - (size_t)(8u << 20) && ptr == e->base) {
-        size_t need = page_round(size);
-        if (need == e->map_size) {
+        size_t need = large_round(size);
+        if (need <= e->map_size && need > e->map_size / 2) {   /* fits, not much smaller */
             pthread_mutex_unlock(&large_lock);
             return p;
         }
