@@ -70,7 +70,7 @@
 #define HAK_SPAN_MAX_SLOTS  8       /* a slab of a mid class spans up to 8 slots */
 #define HAK_MIN_ALIGN       16
 
-#define HAK_FRONT_BUDGET    65536   /* bytes a bin may hold before it flushes */
+#define HAK_FRONT_BUDGET    131072  /* bytes a bin may hold before it flushes */
 #define HAK_FRONT_CAP_MAX   128
 #define HAK_FRONT_CAP_MIN   2
 #define WARM_POOL_PREFILL_BUDGET 2  /* SuperSlabs taken per shared-pool visit */

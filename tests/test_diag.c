@@ -806,7 +806,7 @@ static void test_opt_verbose(void **state)
     (void)state;
     static const char *const env[] = { "HAKMEM_VERBOSE=1", NULL };
     run_self(env, "HAKMEM_VERBOSE=1");
-    assert_contains(g_err, "HAKMEM_FRONT_BUDGET_KIB=64", "HAKMEM_VERBOSE=1");
+    assert_contains(g_err, "HAKMEM_FRONT_BUDGET_KIB=128", "HAKMEM_VERBOSE=1");
     assert_contains(g_err, "HAKMEM_STATS=0", "HAKMEM_VERBOSE=1");
     assert_contains(g_err, "HAKMEM_VERBOSE=1", "HAKMEM_VERBOSE=1");
 }
