@@ -284,7 +284,7 @@ pop:
     return bin_take(h, cls);
 }
 
-static void blocks_return(hak_heap_t *h, void *list, int force) {
+static void blocks_return(hak_heap_t *h, void *list) {
     while (list) {
         void **b = list;
         list = b[0];
@@ -293,7 +293,7 @@ static void blocks_return(hak_heap_t *h, void *list, int force) {
         s->free = b;
         s->nfree++;
         s->used--;
-        slab_after_return(h, s, force);
+        slab_after_return(h, s, 0);
     }
 }
 
@@ -315,7 +315,7 @@ void unified_cache_flush(hak_heap_t *h, unsigned cls, uint32_t keep) {
         bin->room = bin->cap - keep;
         HAK_STAT_ADD(h->stats[cls].flushes, 1);
     }
-    blocks_return(h, rest, 0);
+    blocks_return(h, rest);
 }
 
 /* ------------------------------------------------------- remote frees */
@@ -403,45 +403,8 @@ hak_heap_t *hak_heap_acquire(void) {
     return h;
 }
 
-/* Thread exit: every cached block goes back to its slab, empty slabs and
- * SuperSlabs go back to the shared pool, and the heap (with the slabs that
- * still hold live blocks) waits on the orphan list for the next thread. */
-void hak_heap_abandon(hak_heap_t *h) {
-    if (h == NULL || h == &hak_heap_empty) return;
-    hak_tl_heap = &hak_heap_empty;
-    for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
-        hak_bin_t *bin = &h->bins[c];
-        void *list = bin->head;
-        bin->head = NULL;
-        bin->room = bin->cap;
-        blocks_return(h, list, 1);
-    }
-    heap_drain_remote_forced(h, 1);
-    for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
-        hak_slab_t *s = h->partial[c];
-        while (s) {
-            hak_slab_t *next = s->next;
-            if (s->used == 0) slab_after_return(h, s, 1);
-            s = next;
-        }
-    }
-    hak_superslab_t *ss = h->warm;
-    while (ss) {
-        hak_superslab_t *next = ss->next;
-        if (ss->nused == 0) superslab_to_pool(h, ss);
-        ss = next;
-    }
-    h->nwarm_empty = 0;
-    heap_purge(h, 0);
-    pthread_mutex_lock(&hak_pool_lock);
-    h->active = 0;
-    h->next_orphan = heap_orphans;
-    heap_orphans = h;
-    pthread_mutex_unlock(&hak_pool_lock);
-}
-
-/* malloc_trim for the calling thread's heap: every cached block back to its
- * slab, every empty slab and SuperSlab released, every free slab purged.
+/* Every cached block back to its slab, every empty slab and SuperSlab
+ * released, every free slab purged: for malloc_trim and thread exit.
  * Returns the bytes given back. */
 size_t hak_heap_trim(hak_heap_t *h) {
     if (h == &hak_heap_empty) return 0;
@@ -466,6 +429,20 @@ size_t hak_heap_trim(hak_heap_t *h) {
     h->nwarm_empty = 0;
     size_t purged = heap_purge(h, 0);
     return purged + pooled;
+}
+
+/* Thread exit: the heap gives back what it can (hak_heap_trim) and, with the
+ * slabs that still hold live blocks, waits on the orphan list for the next
+ * thread. */
+void hak_heap_abandon(hak_heap_t *h) {
+    if (h == NULL || h == &hak_heap_empty) return;
+    hak_tl_heap = &hak_heap_empty;
+    hak_heap_trim(h);
+    pthread_mutex_lock(&hak_pool_lock);
+    h->active = 0;
+    h->next_orphan = heap_orphans;
+    heap_orphans = h;
+    pthread_mutex_unlock(&hak_pool_lock);
 }
 
 /* In the child of fork() only the forking thread exists.  Heaps of the other
