@@ -85,6 +85,8 @@ def benchmarks(quick):
          [it(500_000), 256, 42, 65536, 1048576]),
         ("band 1-32MiB %s" % tag(50_000), "bench_random_mixed",
          [it(50_000), 256, 42, 1048576, 33554432]),
+        # strings growing by appending, vectors growing by doubling
+        ("realloc growth %s" % tag(2_000_000), "bench_realloc", [it(2_000_000), 16 // div, 42]),
         # 20 live buffers of 5-25 MiB, each new one written in full
         ("largebuf 20x5-25MiB %d" % it(300), "bench_largebuf", [it(300), 42]),
         # RSS over time: 1 GiB of mixed blocks, free 90%, free all, trim
