@@ -311,6 +311,7 @@ void  hak_os_purge(void *p, size_t size);      /* per HAKMEM_PURGE_MODE */
 unsigned shared_pool_acquire(hak_superslab_t **out, unsigned max);
 void     shared_pool_release(hak_superslab_t *ss);
 size_t   shared_pool_trim(void);
+size_t   superslab_purge(hak_superslab_t *ss);
 size_t   hak_large_trim(void);
 void    *hak_meta_alloc(size_t size);
 int      ss_tier_is_hot(const hak_superslab_t *ss);

@@ -132,11 +132,11 @@ static hak_slab_t *slab_alloc(hak_heap_t *h, unsigned cls) {
     return s;
 }
 
-/* Give an empty SuperSlab back to the shared pool (which purges it). */
+/* Give an empty SuperSlab back to the shared pool (which purges what is
+ * still resident of it, or unmaps it). */
 static void superslab_to_pool(hak_heap_t *h, hak_superslab_t *ss) {
     warm_remove(h, ss);
     h->dirty_bytes -= (size_t)__builtin_popcount(ss->dirty_mask) * HAK_SLAB_SIZE;
-    ss->dirty_mask = 0;
     shared_pool_release(ss);
 }
 
@@ -155,19 +155,9 @@ static size_t heap_purge(hak_heap_t *h, size_t target) {
     hak_superslab_t *ss = h->warm;
     while (ss && ss->next) ss = ss->next;
     for (; ss && h->dirty_bytes > target; ss = ss->prev) {
-        uint32_t m = ss->dirty_mask;
-        while (m) {
-            unsigned lo = (unsigned)__builtin_ctz(m), hi = lo;
-            while (hi + 1 < HAK_SLABS_PER_SS && (m & (1u << (hi + 1)))) hi++;
-            size_t len = (size_t)(hi - lo + 1) << HAK_SLAB_SHIFT;
-            hak_os_purge((char *)ss + ((uintptr_t)lo << HAK_SLAB_SHIFT), len);
-            uint32_t run = (uint32_t)(((uint64_t)2 << hi) - (1u << lo));
-            m &= ~run;
-            ss->dirty_mask &= ~run;
-            h->dirty_bytes -= len;
-            purged += len;
-        }
-        ss->tier = HAK_TIER_COLD;
+        size_t n = superslab_purge(ss);
+        h->dirty_bytes -= n;
+        purged += n;
     }
     return purged;
 }

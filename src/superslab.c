@@ -69,25 +69,46 @@ unsigned shared_pool_acquire(hak_superslab_t **out, unsigned max) {
     return n;
 }
 
+/* Purge the free slots of ss that are still resident (dirty_mask), a run of
+ * adjacent slots per call, and mark it cold.  Returns the bytes purged. */
+size_t superslab_purge(hak_superslab_t *ss) {
+    size_t purged = 0;
+    uint32_t m = ss->dirty_mask;
+    while (m) {
+        unsigned lo = (unsigned)__builtin_ctz(m), hi = lo;
+        while (hi + 1 < HAK_SLABS_PER_SS && (m & (1u << (hi + 1)))) hi++;
+        size_t len = (size_t)(hi - lo + 1) << HAK_SLAB_SHIFT;
+        hak_os_purge((char *)ss + ((uintptr_t)lo << HAK_SLAB_SHIFT), len);
+        m &= ~(uint32_t)(((uint64_t)2 << hi) - (1u << lo));
+        purged += len;
+    }
+    ss->dirty_mask = 0;
+    ss->tier = HAK_TIER_COLD;
+    return purged;
+}
+
 /* An empty SuperSlab enters the pool purged (its slabs, not the header), so
  * the pool holds address space, not memory; the heap that gave it up keeps
- * its own warm reserve unpurged. */
+ * its own warm reserve unpurged.  A slot is reserved under the lock before
+ * purging, so a SuperSlab about to be unmapped is never purged first. */
 void shared_pool_release(hak_superslab_t *ss) {
     ss->heap = NULL;
     ss->in_warm = 0;
-    ss->dirty_mask = 0;
-    ss->tier = HAK_TIER_COLD;
-    if (hak_opt.pool_retain > 0) hak_os_purge((char *)ss + HAK_SLAB_SIZE, HAK_SS_SIZE - HAK_SLAB_SIZE);
     pthread_mutex_lock(&hak_pool_lock);
-    if (pool_count < (unsigned long)hak_opt.pool_retain) {
-        ss->next = pool_head;
-        pool_head = ss;
-        pool_count++;
-        HAK_GSTAT_ADD(ss_in_pool, 1);
-        ss = NULL;
-    }
+    int keep = pool_count < (unsigned long)hak_opt.pool_retain;
+    if (keep) pool_count++;
     pthread_mutex_unlock(&hak_pool_lock);
-    if (ss) superslab_unmap(ss);
+    if (!keep) {
+        ss->dirty_mask = 0;
+        superslab_unmap(ss);
+        return;
+    }
+    superslab_purge(ss);
+    pthread_mutex_lock(&hak_pool_lock);
+    ss->next = pool_head;
+    pool_head = ss;
+    HAK_GSTAT_ADD(ss_in_pool, 1);
+    pthread_mutex_unlock(&hak_pool_lock);
 }
 
 /* malloc_trim: unmap every SuperSlab the pool holds; returns the bytes. */
@@ -95,8 +116,10 @@ size_t shared_pool_trim(void) {
     pthread_mutex_lock(&hak_pool_lock);
     hak_superslab_t *list = pool_head;
     pool_head = NULL;
-    HAK_GSTAT_SUB(ss_in_pool, pool_count);
-    pool_count = 0;
+    unsigned taken = 0;                  /* not pool_count: a release may be */
+    for (hak_superslab_t *ss = list; ss; ss = ss->next) taken++;   /* in flight */
+    pool_count -= taken;
+    HAK_GSTAT_SUB(ss_in_pool, taken);
     pthread_mutex_unlock(&hak_pool_lock);
     size_t n = 0;
     while (list) {

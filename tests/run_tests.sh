@@ -122,7 +122,7 @@ run_counted() {
 
 # The expected cmocka binaries (reported as missing if absent) plus any other
 # BUILDDIR/tests/*-FLAVOR that the Makefile builds.
-CMOCKA_TESTS="test_api test_stress test_fork test_misuse test_diag"
+CMOCKA_TESTS="test_api test_stress test_fork test_misuse test_diag test_tiers"
 
 for flavor in release debug; do
     for t in $CMOCKA_TESTS; do

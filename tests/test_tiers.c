@@ -1,0 +1,1212 @@
+/* test_tiers: hakmem's size tiers and the memory it gives back.
+ *
+ *   tier boundaries   sizes at and around 1024 (tiny/mid), every class size
+ *                     +-1, hak_small_size_max() +-{0,1,4096} (mid/large),
+ *                     1 MiB, 2 MiB +-1: alignment, usable size (bounded class
+ *                     waste), the whole usable size writable, the tier a size
+ *                     lands in ("large_live"), calloc zeroed after dirtying
+ *   realloc           a chain 1 B -> 8 MiB -> 1 B through every tier keeping
+ *                     the prefix; large -> small -> large; 4 MiB -> 64 MiB ->
+ *                     4 MiB by mremap (no new mapping, no copy faults); a
+ *                     failing realloc keeps the block
+ *   large alignments  posix_memalign / aligned_alloc, every power of two from
+ *                     16 B to 4 MiB; a 4 MiB alignment costs no resident memory
+ *   purge             ~256 MiB of small/mid blocks freed: "purged_bytes" grows,
+ *                     RSS falls back without malloc_trim, memory reused after
+ *                     the purge keeps what is written, calloc reads zero
+ *   malloc_trim       returns 1 after a big free and RSS falls back near the
+ *                     start; a second call is harmless; allocation goes on
+ *   remote frees      a producer thread hands patterned blocks to 4 consumer
+ *                     threads that check and free them while everybody
+ *                     allocates, frees and trims; the producer exits with
+ *                     frees still coming (orphaned heap); also re-executed
+ *                     with HAKMEM_PURGE_RETAIN_MIB=1 (the workloads run in
+ *                     child processes, so that a hang or a crash is reported)
+ *   large cache       8 MiB malloc/free x1000 served by the cache; calloc of
+ *                     a reused (or mremap-grown) cached mapping reads zero
+ *   options           HAKMEM_PURGE_MODE=1 (MADV_FREE) and retain bounds of 0:
+ *                     the test binary runs itself again ("--child-workload
+ *                     NAME") with exactly that environment
+ */
+#include "test_util.h"
+
+#include <limits.h>
+#include <setjmp.h>
+#include <stdatomic.h>
+#include <sys/resource.h>
+#include <cmocka.h>
+
+#define CHILD_ARG "--child-workload"
+#define ERR_CAP   (64 * 1024)
+#define JSON_CAP  (64 * 1024)
+#define MAXB      65536          /* blocks one bookkeeping array holds */
+
+/* Static buffers: the bookkeeping must not come from the allocator under
+ * test (it would perturb what is measured). */
+static char g_err[ERR_CAP];
+static char g_json[JSON_CAP];
+static char g_self[PATH_MAX];
+static void *g_ptr[MAXB];
+static size_t g_len[MAXB];
+static uint32_t g_order[MAXB];
+
+/* ------------------------------------------------------------- helpers */
+
+/* Resident set size of the process, from /proc/self/statm (no stdio). */
+static size_t rss_now(void)
+{
+    char buf[256];
+    int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    const char *s = buf;
+    while (*s && *s != ' ')        /* skip the first field (size) */
+        s++;
+    return (size_t)strtoull(s, NULL, 10) * tu_page_size();
+}
+
+static long minflt_now(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_minflt;
+}
+
+/* One number of hak_stats_json; 0 and *ok = 0 if the key is missing. */
+static uint64_t stat_get(const char *key, int *ok)
+{
+    char pat[80];
+    snprintf(pat, sizeof pat, "\"%s\":", key);
+    size_t need = hak_stats_json(g_json, sizeof g_json);
+    const char *s = need < sizeof g_json ? strstr(g_json, pat) : NULL;
+    *ok = s != NULL;
+    return s ? strtoull(s + strlen(pat), NULL, 10) : 0;
+}
+
+/* The same inside a cmocka test: a missing key fails the test. */
+static uint64_t stat_u64(const char *key)
+{
+    int ok;
+    uint64_t v = stat_get(key, &ok);
+    if (!ok)
+        fail_msg("hak_stats_json lacks \"%s\": %s", key, g_json);
+    return v;
+}
+
+/* Purges count in "purged_bytes" only with MADV_DONTNEED (the default). */
+static int purge_mode_counts(void)
+{
+    const char *m = getenv("HAKMEM_PURGE_MODE");
+    return m == NULL || strcmp(m, "1") != 0;
+}
+
+/* Size with a log-uniform distribution: 2^e .. 2^(e+1)-1, e in [lo, hi]. */
+static size_t log_size(tu_rng *r, unsigned lo, unsigned hi)
+{
+    size_t base = (size_t)1 << tu_rng_range(r, lo, hi);
+    return tu_rng_range(r, base, 2 * base - 1);
+}
+
+static void shuffle(tu_rng *r, uint32_t *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        v[i] = (uint32_t)i;
+    for (size_t i = n; i > 1; i--) {
+        size_t j = tu_rng_range(r, 0, i - 1);
+        uint32_t t = v[i - 1];
+        v[i - 1] = v[j];
+        v[j] = t;
+    }
+}
+
+/* Fill the whole usable size of p (>= n) with the pattern of seed and check
+ * that it keeps it. */
+static void fill_usable_and_check(void *p, size_t n, uint64_t seed, const char *what)
+{
+    size_t u = malloc_usable_size(p);
+    if (u < n)
+        fail_msg("%s: malloc_usable_size(%p) = %zu < requested %zu", what, p, u, n);
+    tu_fill(p, u, seed);
+    long bad = tu_check(p, u, seed);
+    if (bad != -1)
+        fail_msg("%s: %p (size %zu, usable %zu) does not keep its pattern at offset %ld", what,
+                 p, n, u, bad);
+}
+
+/* The class sizes as the layout describes them: 16..128 in 16-byte steps,
+ * then four per doubling up to 256 KiB. */
+static size_t class_sizes(size_t *out)
+{
+    size_t n = 0;
+    for (size_t s = 16; s <= 128; s += 16)
+        out[n++] = s;
+    for (size_t p = 128; p < 262144; p *= 2)
+        for (size_t j = 5; j <= 8; j++)
+            out[n++] = p * j / 4;
+    return n;
+}
+
+/* ----------------------------------------------------- child processes */
+
+typedef struct {
+    const char *const *vars;
+    const char *workload;
+} exec_req;
+
+static int do_exec_env(void *arg)
+{
+    const exec_req *rq = arg;
+    char *envp[16], path[4096];
+    const char *p = getenv("PATH");
+    int n = 0;
+
+    snprintf(path, sizeof path, "PATH=%s", p ? p : "/usr/bin:/bin");
+    envp[n++] = path;
+    for (const char *const *v = rq->vars; v && *v && n < 15; v++)
+        envp[n++] = (char *)*v;
+    envp[n] = NULL;
+    char *argv[] = { g_self, (char *)CHILD_ARG, (char *)rq->workload, NULL };
+    execve(g_self, argv, envp);
+    return 127;
+}
+
+/* Run this binary again with argv = CHILD_ARG workload and exactly PATH plus
+ * vars (NULL terminated) as its environment; it must exit 0. */
+static void run_self(const char *const *vars, const char *workload, const char *what)
+{
+    exec_req rq = { vars, workload };
+    char st[128];
+    int status = 0;
+
+    assert_true(g_self[0] != '\0');
+    if (run_in_child(do_exec_env, &rq, &status, g_err, sizeof g_err) != 0)
+        fail_msg("%s: fork failed: %s", what, strerror(errno));
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        fail_msg("%s: child workload \"%s\" %s, want exit 0; stderr: \"%s\"", what, workload,
+                 tu_status_str(status, st, sizeof st), g_err);
+}
+
+/* --------------------------------------------------- shared workloads */
+
+/* Exit codes of the workloads (also returned in-process). */
+enum { WL_OK = 0, WL_NOMEM = 2, WL_CORRUPT = 3, WL_CHECK = 4, WL_NOPURGE = 5, WL_ZERO = 6, WL_THREAD = 7 };
+
+static const char *wname(int rc)
+{
+    switch (rc) {
+    case WL_OK: return "ok";
+    case WL_NOMEM: return "allocation failed";
+    case WL_CORRUPT: return "pattern corrupted";
+    case WL_CHECK: return "hak_check reported problems";
+    case WL_NOPURGE: return "purged_bytes did not grow";
+    case WL_ZERO: return "calloc memory not zero";
+    case WL_THREAD: return "pthread_create failed";
+    default: return "?";
+    }
+}
+
+/* Remote frees: one producer hands blocks to consumers through rings. */
+#define CONSUMERS 4
+#define RING      1024
+
+typedef struct {
+    void *p;
+    size_t n;
+    uint64_t seed;
+} item_t;
+
+typedef struct {
+    pthread_mutex_t mu;
+    pthread_cond_t nonempty, nonfull;
+    unsigned head, count;
+    item_t buf[RING];
+} ring_t;
+
+static ring_t g_ring[CONSUMERS];
+static _Atomic long g_errors, g_freed;
+static _Atomic int g_first_rc;
+
+static void note_error(int rc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void note_error(int rc, const char *fmt, ...)
+{
+    int zero = 0;
+    atomic_fetch_add(&g_errors, 1);
+    if (atomic_compare_exchange_strong(&g_first_rc, &zero, rc)) {
+        va_list ap;
+        va_start(ap, fmt);
+        vfprintf(stderr, fmt, ap);
+        va_end(ap);
+        fputc('\n', stderr);
+    }
+}
+
+static void ring_push(ring_t *r, item_t it)
+{
+    pthread_mutex_lock(&r->mu);
+    while (r->count == RING)
+        pthread_cond_wait(&r->nonfull, &r->mu);
+    r->buf[(r->head + r->count) % RING] = it;
+    r->count++;
+    pthread_cond_signal(&r->nonempty);
+    pthread_mutex_unlock(&r->mu);
+}
+
+static item_t ring_pop(ring_t *r)
+{
+    pthread_mutex_lock(&r->mu);
+    while (r->count == 0)
+        pthread_cond_wait(&r->nonempty, &r->mu);
+    item_t it = r->buf[r->head];
+    r->head = (r->head + 1) % RING;
+    r->count--;
+    pthread_cond_signal(&r->nonfull);
+    pthread_mutex_unlock(&r->mu);
+    return it;
+}
+
+/* A size for the remote-free workload: mostly tiny and small mid classes,
+ * some up to 256 KiB, a few large blocks. */
+static size_t mt_size(tu_rng *r)
+{
+    if (tu_rng_chance(r, 1, 256))
+        return tu_rng_range(r, 256 * TU_KIB + 1, 1 * TU_MIB);
+    if (tu_rng_chance(r, 1, 32))
+        return tu_rng_range(r, 16 * TU_KIB, 256 * TU_KIB);
+    return log_size(r, 3, 13);
+}
+
+/* Local churn: a slot table of patterned blocks replaced at random. */
+typedef struct {
+    void *p[64];
+    size_t n[64];
+    uint64_t seed[64];
+} churn_t;
+
+static int churn_step(churn_t *c, tu_rng *r, uint64_t tag)
+{
+    unsigned k = (unsigned)tu_rng_range(r, 0, 63);
+    if (c->p[k]) {
+        if (tu_check(c->p[k], c->n[k], c->seed[k]) != -1) {
+            note_error(WL_CORRUPT, "churn: block %p (%zu B) corrupted", c->p[k], c->n[k]);
+            return WL_CORRUPT;
+        }
+        free(c->p[k]);
+        c->p[k] = NULL;
+        return WL_OK;
+    }
+    c->n[k] = mt_size(r);
+    c->p[k] = malloc(c->n[k]);
+    if (!c->p[k]) {
+        note_error(WL_NOMEM, "churn: malloc(%zu) failed", c->n[k]);
+        return WL_NOMEM;
+    }
+    c->seed[k] = tu_seed2(tag, tu_rng_next(r));
+    tu_fill(c->p[k], c->n[k], c->seed[k]);
+    return WL_OK;
+}
+
+static void churn_end(churn_t *c)
+{
+    for (unsigned k = 0; k < 64; k++) {
+        if (c->p[k] && tu_check(c->p[k], c->n[k], c->seed[k]) != -1)
+            note_error(WL_CORRUPT, "churn end: block %p (%zu B) corrupted", c->p[k], c->n[k]);
+        free(c->p[k]);
+        c->p[k] = NULL;
+    }
+}
+
+typedef struct {
+    unsigned id;
+    long items;       /* blocks the producer makes (producer only) */
+} mt_arg;
+
+static void *consumer_main(void *arg)
+{
+    mt_arg *a = arg;
+    ring_t *ring = &g_ring[a->id];
+    tu_rng r;
+    churn_t c;
+    long got = 0;
+
+    memset(&c, 0, sizeof c);
+    tu_rng_seed(&r, 1000 + a->id);
+    for (;;) {
+        item_t it = ring_pop(ring);
+        if (it.p == NULL)
+            break;
+        long bad = tu_check(it.p, it.n, it.seed);
+        if (bad != -1)
+            note_error(WL_CORRUPT, "consumer %u: remote block %p (%zu B) corrupted at offset %ld",
+                       a->id, it.p, it.n, bad);
+        free(it.p);                      /* a remote free */
+        atomic_fetch_add(&g_freed, 1);
+        if (++got % 4 == 0)
+            churn_step(&c, &r, 100 + a->id);
+        if (got % 3000 == 0)
+            malloc_trim(0);
+    }
+    churn_end(&c);
+    return NULL;
+}
+
+static void *producer_main(void *arg)
+{
+    mt_arg *a = arg;
+    tu_rng r;
+    churn_t c;
+
+    memset(&c, 0, sizeof c);
+    tu_rng_seed(&r, 77 + a->id);
+    for (long i = 0; i < a->items; i++) {
+        item_t it;
+        it.n = mt_size(&r);
+        it.p = malloc(it.n);
+        if (!it.p) {
+            note_error(WL_NOMEM, "producer: malloc(%zu) failed", it.n);
+            break;
+        }
+        it.seed = tu_seed2(a->id, (uint64_t)i);
+        tu_fill(it.p, it.n, it.seed);
+        ring_push(&g_ring[i % CONSUMERS], it);
+        churn_step(&c, &r, 50);
+        churn_step(&c, &r, 50);
+        if (i % 4096 == 4095)
+            malloc_trim(0);              /* purge while remote frees arrive */
+    }
+    churn_end(&c);
+    if (hak_check() != 0)
+        note_error(WL_CHECK, "producer: hak_check reported problems");
+    /* The producer exits while consumers still free its blocks: they land
+     * in an orphaned heap, adopted later by another thread. */
+    for (unsigned k = 0; k < CONSUMERS; k++)
+        ring_push(&g_ring[k], (item_t){ NULL, 0, 0 });
+    return NULL;
+}
+
+/* Rounds of producer + consumers; 0 or the first error code. */
+static int remote_free_workload(long items, unsigned rounds)
+{
+    atomic_store(&g_errors, 0);
+    atomic_store(&g_first_rc, 0);
+    atomic_store(&g_freed, 0);
+    for (unsigned k = 0; k < CONSUMERS; k++) {
+        pthread_mutex_init(&g_ring[k].mu, NULL);
+        pthread_cond_init(&g_ring[k].nonempty, NULL);
+        pthread_cond_init(&g_ring[k].nonfull, NULL);
+        g_ring[k].head = g_ring[k].count = 0;
+    }
+    for (unsigned round = 0; round < rounds; round++) {
+        pthread_t prod, cons[CONSUMERS];
+        mt_arg pa = { round, items }, ca[CONSUMERS];
+        for (unsigned k = 0; k < CONSUMERS; k++) {
+            ca[k] = (mt_arg){ k, 0 };
+            if (pthread_create(&cons[k], NULL, consumer_main, &ca[k]) != 0)
+                return WL_THREAD;
+        }
+        if (pthread_create(&prod, NULL, producer_main, &pa) != 0)
+            return WL_THREAD;
+        pthread_join(prod, NULL);
+        for (unsigned k = 0; k < CONSUMERS; k++)
+            pthread_join(cons[k], NULL);
+    }
+    if (atomic_load(&g_errors) != 0)
+        return atomic_load(&g_first_rc);
+    if (atomic_load(&g_freed) != items * (long)rounds) {
+        fprintf(stderr, "remote frees: %ld of %ld blocks freed\n", atomic_load(&g_freed),
+                items * (long)rounds);
+        return WL_CORRUPT;
+    }
+    /* The main thread's heap must still be consistent. */
+    return hak_check() == 0 ? WL_OK : WL_CHECK;
+}
+
+/* Single-threaded mix of malloc/calloc/realloc/free with pattern checks,
+ * small to large, and a malloc_trim now and then. */
+static int mixed_workload(unsigned rounds)
+{
+    enum { SLOTS = 512 };
+    static void *slot[SLOTS];
+    static size_t len[SLOTS];
+    static uint64_t seed[SLOTS];
+    tu_rng r;
+
+    tu_rng_seed(&r, 2024);
+    for (unsigned i = 0; i < rounds; i++) {
+        unsigned k = (unsigned)tu_rng_range(&r, 0, SLOTS - 1);
+        size_t n = tu_rng_chance(&r, 1, 200) ? tu_rng_range(&r, 256 * TU_KIB, 2 * TU_MIB)
+                                              : log_size(&r, 0, 16);
+        if (!slot[k]) {
+            int zero = tu_rng_chance(&r, 1, 4);
+            slot[k] = zero ? calloc(1, n) : malloc(n);
+            if (!slot[k]) {
+                fprintf(stderr, "mixed: %s(%zu) failed\n", zero ? "calloc" : "malloc", n);
+                return WL_NOMEM;
+            }
+            if (zero && !tu_all_bytes(slot[k], n, 0)) {
+                fprintf(stderr, "mixed: calloc(1, %zu) = %p not zeroed\n", n, slot[k]);
+                return WL_ZERO;
+            }
+            len[k] = n;
+            seed[k] = tu_seed2(k, i);
+            tu_fill(slot[k], n, seed[k]);
+        } else {
+            long bad = tu_check(slot[k], len[k], seed[k]);
+            if (bad != -1) {
+                fprintf(stderr, "mixed: block %p (%zu B) corrupted at %ld\n", slot[k], len[k], bad);
+                return WL_CORRUPT;
+            }
+            if (tu_rng_chance(&r, 1, 3)) {
+                void *q = realloc(slot[k], n);
+                if (!q) {
+                    fprintf(stderr, "mixed: realloc(%zu) failed\n", n);
+                    return WL_NOMEM;
+                }
+                size_t keep = n < len[k] ? n : len[k];
+                bad = tu_check(q, keep, seed[k]);
+                if (bad != -1) {
+                    fprintf(stderr, "mixed: realloc %zu -> %zu lost the prefix at %ld\n", len[k], n, bad);
+                    return WL_CORRUPT;
+                }
+                slot[k] = q;
+                len[k] = n;
+                tu_fill(q, n, seed[k]);
+            } else {
+                free(slot[k]);
+                slot[k] = NULL;
+            }
+        }
+        if (i % 8192 == 8191)
+            malloc_trim(0);
+    }
+    if (hak_check() != 0)
+        return WL_CHECK;
+    for (unsigned k = 0; k < SLOTS; k++) {
+        if (slot[k] && tu_check(slot[k], len[k], seed[k]) != -1)
+            return WL_CORRUPT;
+        free(slot[k]);
+        slot[k] = NULL;
+    }
+    return hak_check() == 0 ? WL_OK : WL_CHECK;
+}
+
+/* "LazyFree:" of /proc/self/smaps_rollup in bytes (pages freed with
+ * MADV_FREE that the kernel has not taken yet), or -1 if not available. */
+static long lazyfree_bytes(void)
+{
+    static char buf[8192];
+    int fd = open("/proc/self/smaps_rollup", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    size_t len = 0;
+    ssize_t n;
+    while (len < sizeof buf - 1 && (n = read(fd, buf + len, sizeof buf - 1 - len)) > 0)
+        len += (size_t)n;
+    close(fd);
+    buf[len] = '\0';
+    const char *s = strstr(buf, "LazyFree:");
+    return s ? strtol(s + 9, NULL, 10) * 1024 : -1;
+}
+
+/* Child workloads, selected by name; argv[2].  Purging is required to have
+ * happened (counted) when the child's HAKMEM_PURGE_MODE is not 1. */
+static int child_main(const char *name)
+{
+    int ok;
+    uint64_t purged0 = stat_get("purged_bytes", &ok);
+    if (!ok)
+        return WL_CHECK;
+    int rc;
+    if (strcmp(name, "threads") == 0)
+        rc = remote_free_workload(20000, 2);
+    else if (strcmp(name, "mixed") == 0)
+        rc = mixed_workload(40000);
+    else if (strcmp(name, "both") == 0) {
+        rc = mixed_workload(40000);
+        if (rc == WL_OK)
+            rc = remote_free_workload(15000, 1);
+    } else {
+        fprintf(stderr, "unknown child workload %s\n", name);
+        return 1;
+    }
+    if (rc != WL_OK) {
+        fprintf(stderr, "child workload %s: %s\n", name, wname(rc));
+        return rc;
+    }
+    if (purge_mode_counts() && stat_get("purged_bytes", &ok) <= purged0) {
+        fprintf(stderr, "child workload %s: purged_bytes stayed at %llu\n", name,
+                (unsigned long long)purged0);
+        return WL_NOPURGE;
+    }
+    /* HAKMEM_PURGE_MODE=1 is in effect: purged pages are lazily freed. */
+    long lazy = lazyfree_bytes();
+    if (!purge_mode_counts() && lazy == 0) {
+        fprintf(stderr, "child workload %s: HAKMEM_PURGE_MODE=1 but LazyFree is 0\n", name);
+        return WL_NOPURGE;
+    }
+    return WL_OK;
+}
+
+/* ==================================================== 1. tier boundaries */
+
+static size_t boundary_sizes(size_t *out)
+{
+    size_t n = 0, cls[64], nc = class_sizes(cls), smax = hak_small_size_max();
+    static const long around_tiny[] = { -16, -1, 0, 1, 16 };
+
+    for (size_t i = 0; i < sizeof around_tiny / sizeof around_tiny[0]; i++)
+        out[n++] = (size_t)(1024 + around_tiny[i]);
+    for (size_t i = 0; i < nc; i++) {       /* every class size +-1 */
+        out[n++] = cls[i] - 1;
+        out[n++] = cls[i];
+        out[n++] = cls[i] + 1;
+    }
+    out[n++] = smax - 4096;
+    out[n++] = smax - 1;
+    out[n++] = smax;
+    out[n++] = smax + 1;
+    out[n++] = smax + 4096;
+    out[n++] = 1 * TU_MIB;
+    out[n++] = 2 * TU_MIB - 1;
+    out[n++] = 2 * TU_MIB;
+    out[n++] = 2 * TU_MIB + 1;
+    out[n++] = 1;
+    return n;
+}
+
+static void test_tier_boundaries(void **state)
+{
+    (void)state;
+    static size_t sizes[256];
+    static void *ptrs[256];
+    size_t n = boundary_sizes(sizes), smax = hak_small_size_max();
+    char what[96];
+
+    /* The threshold is the largest class size: no size class is cut off. */
+    {
+        size_t cls[64], nc = class_sizes(cls), found = 0;
+        for (size_t i = 0; i < nc; i++)
+            found |= cls[i] == smax;
+        if (!found || smax < 64 * TU_KIB)
+            fail_msg("hak_small_size_max() = %zu is not a class size >= 64 KiB", smax);
+    }
+    for (size_t i = 0; i < n; i++) {
+        size_t s = sizes[i];
+        uint64_t live0 = stat_u64("large_live");
+        void *p = malloc(s);
+        snprintf(what, sizeof what, "malloc(%zu)", s);
+        if (!p)
+            fail_msg("%s returned NULL", what);
+        uint64_t live1 = stat_u64("large_live");
+        /* The tier: above hak_small_size_max() a block is a large mapping. */
+        if (s > smax && live1 != live0 + 1)
+            fail_msg("%s: want a large block (large_live %llu -> %llu)", what,
+                     (unsigned long long)live0, (unsigned long long)live1);
+        if (s <= smax && live1 != live0)
+            fail_msg("%s: want a slab block (large_live %llu -> %llu)", what,
+                     (unsigned long long)live0, (unsigned long long)live1);
+        if (!tu_is_aligned(p, 16))
+            fail_msg("%s = %p not 16-byte aligned", what, p);
+        size_t u = malloc_usable_size(p);
+        if (u < s)
+            fail_msg("%s: usable %zu < size", what, u);
+        if (s <= smax && u > s + s / 4 + 16)
+            fail_msg("%s: usable %zu wastes more than 25%% + 16 B", what, u);
+        /* large: a page-rounded mapping, or a cached one at most 25% bigger */
+        if (s > smax && u > s + s / 4 + 2 * 4096)
+            fail_msg("%s: large block usable %zu far above its size", what, u);
+        fill_usable_and_check(p, s, tu_seed2(1, i), what);
+        ptrs[i] = p;
+    }
+    /* All live at once: no block overlaps another. */
+    for (size_t i = 0; i < n; i++) {
+        long bad = tu_check(ptrs[i], malloc_usable_size(ptrs[i]), tu_seed2(1, i));
+        if (bad != -1)
+            fail_msg("malloc(%zu) = %p: pattern overwritten at offset %ld (overlap?)", sizes[i],
+                     ptrs[i], bad);
+    }
+    for (size_t i = 0; i < n; i++) {
+        uint64_t live0 = stat_u64("large_live");
+        free(ptrs[i]);
+        if (sizes[i] > smax)
+            assert_int_equal(stat_u64("large_live"), live0 - 1);
+    }
+}
+
+/* calloc at the boundary sizes returns zeroed memory even when it reuses
+ * blocks (or cached mappings) that were dirtied and freed just before. */
+static void test_tier_calloc_after_dirty(void **state)
+{
+    (void)state;
+    static size_t sizes[256];
+    size_t n = boundary_sizes(sizes);
+    void *p[4];
+
+    for (size_t i = 0; i < n; i++) {
+        size_t s = sizes[i];
+        unsigned k = s > 512 * TU_KIB ? 2 : 4;
+        for (unsigned j = 0; j < k; j++) {
+            p[j] = malloc(s);
+            assert_non_null(p[j]);
+            memset(p[j], 0xA5, malloc_usable_size(p[j]));
+        }
+        for (unsigned j = 0; j < k; j++)
+            free(p[j]);
+        for (unsigned j = 0; j < k; j++) {
+            p[j] = j % 2 ? calloc(s, 1) : calloc(1, s);
+            if (!p[j])
+                fail_msg("calloc(%zu) returned NULL", s);
+            if (!tu_is_aligned(p[j], 16))
+                fail_msg("calloc(%zu) = %p not 16-byte aligned", s, p[j]);
+            if (!tu_all_bytes(p[j], s, 0))
+                fail_msg("calloc(%zu) = %p (reusing dirtied memory) is not zeroed", s, p[j]);
+        }
+        for (unsigned j = 0; j < k; j++)
+            free(p[j]);
+    }
+}
+
+/* =========================================================== 2. realloc */
+
+static void test_realloc_chain(void **state)
+{
+    (void)state;
+    static size_t steps[256];
+    const size_t top = 8 * TU_MIB;
+    const uint64_t seed = 0xC0FFEE;
+    size_t n = 1, ns = 0;
+    unsigned op = 0;
+
+    char *p = malloc(1);
+    assert_non_null(p);
+    tu_fill(p, 1, seed);
+    steps[ns++] = 1;
+    while (n < top) {
+        size_t m = op % 3 == 0 ? n + (n / 2 ? n / 2 : 1) : op % 3 == 1 ? n * 2 : n + 1;
+        op++;
+        if (m > top)
+            m = top;
+        char *q = realloc(p, m);
+        if (!q)
+            fail_msg("realloc(%zu -> %zu) returned NULL", n, m);
+        if (!tu_is_aligned(q, 16))
+            fail_msg("realloc(%zu -> %zu) = %p not 16-byte aligned", n, m, (void *)q);
+        if (malloc_usable_size(q) < m)
+            fail_msg("realloc(%zu -> %zu): usable %zu", n, m, malloc_usable_size(q));
+        long bad = tu_check(q, n, seed);
+        if (bad != -1)
+            fail_msg("realloc grow %zu -> %zu lost the contents at offset %ld", n, m, bad);
+        tu_fill(q, m, seed);
+        p = q;
+        n = m;
+        steps[ns++] = n;
+        assert_true(ns < 256);
+    }
+    for (size_t i = ns - 1; i-- > 0;) {
+        size_t m = steps[i];
+        char *q = realloc(p, m);
+        if (!q)
+            fail_msg("realloc(%zu -> %zu) returned NULL", n, m);
+        if (malloc_usable_size(q) < m)
+            fail_msg("realloc(%zu -> %zu): usable %zu", n, m, malloc_usable_size(q));
+        long bad = tu_check(q, m, seed);
+        if (bad != -1)
+            fail_msg("realloc shrink %zu -> %zu lost the contents at offset %ld", n, m, bad);
+        p = q;
+        n = m;
+    }
+    assert_int_equal(n, 1);
+    free(p);
+}
+
+static void test_realloc_large_small_large(void **state)
+{
+    (void)state;
+    static const size_t small[] = { 1, 100, 1024, 4000, 100000, 262144 };
+    const size_t big = 1 * TU_MIB + 123;
+
+    for (size_t i = 0; i < sizeof small / sizeof small[0]; i++) {
+        size_t s = small[i];
+        uint64_t seed = tu_seed2(2, s);
+        char *p = malloc(big);
+        assert_non_null(p);
+        tu_fill(p, big, seed);
+        uint64_t live0 = stat_u64("large_live");
+        char *q = realloc(p, s);
+        if (!q)
+            fail_msg("realloc(%zu -> %zu) returned NULL", big, s);
+        /* It moved down to a slab block: one large block fewer. */
+        assert_int_equal(stat_u64("large_live"), live0 - 1);
+        assert_true(malloc_usable_size(q) <= s + s / 4 + 16);
+        long bad = tu_check(q, s, seed);
+        if (bad != -1)
+            fail_msg("realloc large -> %zu lost the contents at offset %ld", s, bad);
+        p = realloc(q, big);
+        if (!p)
+            fail_msg("realloc(%zu -> %zu) returned NULL", s, big);
+        assert_int_equal(stat_u64("large_live"), live0);
+        bad = tu_check(p, s, seed);
+        if (bad != -1)
+            fail_msg("realloc %zu -> large lost the contents at offset %ld", s, bad);
+        tu_fill(p, big, seed);
+        assert_int_equal(tu_check(p, big, seed), -1);
+        free(p);
+    }
+}
+
+/* 4 MiB -> 64 MiB -> 4 MiB: the kernel moves the pages (mremap): no new
+ * mapping is taken, no cached one is used, and the old contents do not
+ * fault in again (a copy would touch ~1024 fresh pages). */
+static void test_realloc_mremap(void **state)
+{
+    (void)state;
+    const size_t small = 4 * TU_MIB, big = 64 * TU_MIB;
+    const uint64_t seed = 0xBEEF;
+
+    char *p = malloc(small);
+    assert_non_null(p);
+    tu_fill(p, small, seed);
+    uint64_t maps0 = stat_u64("large_maps"), hits0 = stat_u64("large_cache_hits");
+    long f0 = minflt_now();
+    char *q = realloc(p, big);
+    long f1 = minflt_now();
+    assert_non_null(q);
+    assert_int_equal(stat_u64("large_maps"), maps0);
+    assert_int_equal(stat_u64("large_cache_hits"), hits0);
+    if (f1 - f0 > 256)
+        fail_msg("realloc(4 MiB -> 64 MiB) caused %ld minor faults: the contents were copied", f1 - f0);
+    assert_true(malloc_usable_size(q) >= big);
+    long bad = tu_check(q, small, seed);
+    if (bad != -1)
+        fail_msg("realloc 4 MiB -> 64 MiB lost the contents at offset %ld", bad);
+    /* The new part is usable: its last page and a page in the middle. */
+    tu_fill(q + big - 4096, 4096, seed + 1);
+    tu_fill(q + big / 2, 4096, seed + 2);
+    assert_int_equal(tu_check(q + big - 4096, 4096, seed + 1), -1);
+    assert_int_equal(tu_check(q + big / 2, 4096, seed + 2), -1);
+
+    f0 = minflt_now();
+    p = realloc(q, small);
+    f1 = minflt_now();
+    assert_ptr_equal(p, q);                      /* a shrinking mremap stays in place */
+    assert_true(f1 - f0 < 64);
+    assert_int_equal(stat_u64("large_maps"), maps0);
+    bad = tu_check(p, small, seed);
+    if (bad != -1)
+        fail_msg("realloc 64 MiB -> 4 MiB lost the contents at offset %ld", bad);
+    /* Same page-rounded size: nothing to do. */
+    q = realloc(p, small - 100);
+    assert_ptr_equal(q, p);
+    assert_int_equal(tu_check(q, small - 100, seed), -1);
+    free(q);
+}
+
+/* A realloc that cannot be served fails with ENOMEM and leaves the block
+ * as it was, in every tier. */
+static void test_realloc_failure_keeps_block(void **state)
+{
+    (void)state;
+    static const size_t sizes[] = { 100, 100000, 1 * TU_MIB };
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        size_t s = sizes[i];
+        char *p = malloc(s);
+        assert_non_null(p);
+        tu_fill(p, s, tu_seed2(4, s));
+        errno = 0;
+        void *q = realloc(p, tu_launder_size((size_t)PTRDIFF_MAX));
+        if (q != NULL)
+            fail_msg("realloc(%zu-byte block, PTRDIFF_MAX) = %p, want NULL", s, q);
+        assert_int_equal(errno, ENOMEM);
+        assert_true(malloc_usable_size(p) >= s);
+        assert_int_equal(tu_check(p, s, tu_seed2(4, s)), -1);
+        free(p);
+    }
+}
+
+/* ====================================================== 3. alignments */
+
+static void test_aligned_all_powers(void **state)
+{
+    (void)state;
+    enum { MAXP = 8 };
+    void *p[MAXP];
+    size_t n[MAXP];
+
+    for (size_t a = 16; a <= 4 * TU_MIB; a *= 2) {
+        const size_t sz[4] = { 1, a - 1, a, 3 * a + 5 };
+        unsigned np = 0;
+        for (unsigned fn = 0; fn < 2; fn++) {
+            for (unsigned j = 0; j < 4; j++) {
+                void *x = NULL;
+                const char *name = fn ? "aligned_alloc" : "posix_memalign";
+                if (fn) {
+                    x = aligned_alloc(a, sz[j]);
+                } else {
+                    int rc = posix_memalign(&x, a, sz[j]);
+                    if (rc != 0)
+                        fail_msg("posix_memalign(%zu, %zu) = %d", a, sz[j], rc);
+                }
+                if (!x)
+                    fail_msg("%s(%zu, %zu) returned NULL", name, a, sz[j]);
+                if (!tu_is_aligned(x, a))
+                    fail_msg("%s(%zu, %zu) = %p is not aligned", name, a, sz[j], x);
+                char what[80];
+                snprintf(what, sizeof what, "%s(%zu, %zu)", name, a, sz[j]);
+                fill_usable_and_check(x, sz[j], tu_seed2(a, np), what);
+                p[np] = x;
+                n[np] = malloc_usable_size(x);
+                np++;
+            }
+        }
+        /* Distinct, not overlapping, and each still holds its pattern. */
+        for (unsigned i = 0; i < np; i++) {
+            for (unsigned j = i + 1; j < np; j++) {
+                uintptr_t a0 = (uintptr_t)p[i], a1 = (uintptr_t)p[j];
+                if (a0 < a1 + n[j] && a1 < a0 + n[i])
+                    fail_msg("align %zu: blocks %p (+%zu) and %p (+%zu) overlap", a, p[i], n[i],
+                             p[j], n[j]);
+            }
+            if (tu_check(p[i], n[i], tu_seed2(a, i)) != -1)
+                fail_msg("align %zu: block %p lost its pattern", a, p[i]);
+        }
+        for (unsigned i = 0; i < np; i++)
+            free(p[i]);
+    }
+}
+
+/* A 4 MiB alignment must be paid in address space, not in resident memory. */
+static void test_aligned_rss_cost(void **state)
+{
+    (void)state;
+    enum { N = 64 };
+    void *p[N];
+    const size_t align = 4 * TU_MIB;
+
+    size_t rss0 = rss_now();
+    assert_true(rss0 > 0);
+    for (unsigned i = 0; i < N; i++) {
+        assert_int_equal(posix_memalign(&p[i], align, 4096), 0);
+        assert_true(tu_is_aligned(p[i], align));
+        tu_fill(p[i], 4096, tu_seed2(3, i));
+        for (unsigned j = 0; j < i; j++)
+            assert_true(p[j] != p[i]);
+    }
+    size_t rss1 = rss_now();
+    print_message("64 x posix_memalign(4 MiB, 4096): RSS %+ld KiB\n",
+                  ((long)rss1 - (long)rss0) / 1024);
+    if (rss1 > rss0 + N * 64 * TU_KIB)
+        fail_msg("64 blocks of 4096 B aligned to 4 MiB grew RSS by %zu KiB (> %zu KiB)",
+                 (rss1 - rss0) / 1024, (size_t)N * 64);
+    for (unsigned i = 0; i < N; i++) {
+        assert_int_equal(tu_check(p[i], 4096, tu_seed2(3, i)), -1);
+        free(p[i]);
+    }
+}
+
+/* ============================================================ 4. purge */
+
+/* Allocate mixed small/mid blocks until `total` bytes; returns the count. */
+static size_t alloc_mixed(tu_rng *r, size_t total, uint64_t tag, int use_calloc)
+{
+    size_t n = 0, sum = 0, smax = hak_small_size_max();
+    while (sum < total) {
+        assert_true(n < MAXB);
+        size_t s = log_size(r, 3, 17);
+        if (s > smax)
+            s = smax;
+        int z = use_calloc && n % 4 == 0;
+        char *p = z ? calloc(1, s) : malloc(s);
+        if (!p)
+            fail_msg("%s(%zu) returned NULL after %zu bytes", z ? "calloc" : "malloc", s, sum);
+        if (z && !tu_all_bytes(p, s, 0))
+            fail_msg("calloc(1, %zu) = %p on purged memory is not zeroed", s, (void *)p);
+        tu_fill(p, s, tu_seed2(tag, n));
+        g_ptr[n] = p;
+        g_len[n] = s;
+        n++;
+        sum += s;
+    }
+    return n;
+}
+
+static void check_and_free_all(tu_rng *r, size_t n, uint64_t tag)
+{
+    for (size_t i = 0; i < n; i++) {
+        long bad = tu_check(g_ptr[i], g_len[i], tu_seed2(tag, i));
+        if (bad != -1)
+            fail_msg("block %zu (%p, %zu B) lost its contents at offset %ld", i, g_ptr[i],
+                     g_len[i], bad);
+    }
+    shuffle(r, g_order, n);
+    for (size_t i = 0; i < n; i++) {
+        free(g_ptr[g_order[i]]);
+        g_ptr[g_order[i]] = NULL;
+    }
+}
+
+static void test_purge_and_reuse(void **state)
+{
+    (void)state;
+    tu_rng r;
+    tu_rng_seed(&r, 404);
+
+    size_t rss0 = rss_now();
+    uint64_t purged0 = stat_u64("purged_bytes");
+    size_t n = alloc_mixed(&r, 256 * TU_MIB, 10, 0);
+    size_t rss_peak = rss_now();
+    check_and_free_all(&r, n, 10);
+    size_t rss1 = rss_now();
+    uint64_t purged1 = stat_u64("purged_bytes");
+    print_message("purge: %zu blocks, RSS %zu -> %zu -> %zu MiB, purged %llu MiB\n", n,
+                  rss0 >> 20, rss_peak >> 20, rss1 >> 20,
+                  (unsigned long long)((purged1 - purged0) >> 20));
+    assert_true(rss_peak > rss0 + 200 * TU_MIB);   /* the workload was resident */
+    if (purge_mode_counts() && purged1 <= purged0)
+        fail_msg("freeing 256 MiB purged nothing (purged_bytes stayed %llu)",
+                 (unsigned long long)purged0);
+    if (rss1 > rss0 + 64 * TU_MIB)
+        fail_msg("RSS after freeing 256 MiB: %zu MiB, before: %zu MiB (want within 64 MiB, "
+                 "no malloc_trim)", rss1 >> 20, rss0 >> 20);
+
+    /* Reuse: the purged memory keeps what is written into it, and calloc
+     * memory reads zero. */
+    n = alloc_mixed(&r, 256 * TU_MIB, 11, 1);
+    check_and_free_all(&r, n, 11);
+    size_t rss2 = rss_now();
+    if (rss2 > rss0 + 64 * TU_MIB)
+        fail_msg("RSS after the second round: %zu MiB, before: %zu MiB", rss2 >> 20, rss0 >> 20);
+}
+
+/* ====================================================== 5. malloc_trim */
+
+static void test_malloc_trim(void **state)
+{
+    (void)state;
+    tu_rng r;
+    size_t n = 0, smax = hak_small_size_max();
+
+    tu_rng_seed(&r, 505);
+    malloc_trim(0);                       /* the baseline: nothing cached */
+    size_t rss0 = rss_now();
+    const struct { size_t lo, hi, bytes; } band[3] = {
+        { 16, 1024, 16 * TU_MIB },                  /* tiny */
+        { 1025, smax, 80 * TU_MIB },                /* mid */
+        { smax + 1, 4 * TU_MIB, 104 * TU_MIB },     /* large */
+    };
+    for (unsigned b = 0; b < 3; b++) {
+        size_t sum = 0;
+        while (sum < band[b].bytes) {
+            assert_true(n < MAXB);
+            size_t s = b == 1 ? log_size(&r, 10, 17) : tu_rng_range(&r, band[b].lo, band[b].hi);
+            if (s < band[b].lo)
+                s = band[b].lo;
+            if (s > band[b].hi)
+                s = band[b].hi;
+            assert_true((b == 2) == (s > smax));
+            g_ptr[n] = malloc(s);
+            if (!g_ptr[n])
+                fail_msg("malloc(%zu) returned NULL", s);
+            g_len[n] = s;
+            tu_fill(g_ptr[n], s, tu_seed2(20, n));
+            sum += s;
+            n++;
+        }
+    }
+    size_t rss_peak = rss_now();
+    check_and_free_all(&r, n, 20);
+    size_t rss_freed = rss_now();
+    int t1 = malloc_trim(0);
+    size_t rss1 = rss_now();
+    print_message("malloc_trim: %zu blocks, RSS %zu -> %zu -> %zu -> %zu MiB\n", n, rss0 >> 20,
+                  rss_peak >> 20, rss_freed >> 20, rss1 >> 20);
+    assert_true(rss_peak > rss0 + 150 * TU_MIB);
+    assert_int_equal(t1, 1);
+    if (rss1 > rss0 + 16 * TU_MIB)
+        fail_msg("RSS after malloc_trim: %zu KiB, at the start: %zu KiB (want within 16 MiB)",
+                 rss1 >> 10, rss0 >> 10);
+    /* What malloc_trim documents: the large cache and the shared pool are empty. */
+    assert_int_equal(stat_u64("large_cached_bytes"), 0);
+    assert_int_equal(stat_u64("superslabs_in_pool"), 0);
+
+    int t2 = malloc_trim(0);
+    assert_true(t2 == 0 || t2 == 1);
+
+    /* Business as usual afterwards, in every tier. */
+    n = 0;
+    for (unsigned i = 0; i < 2000; i++) {
+        size_t s = i % 100 == 0 ? tu_rng_range(&r, smax + 1, 3 * TU_MIB) : log_size(&r, 0, 17);
+        g_ptr[n] = i % 3 ? malloc(s) : calloc(1, s);
+        assert_non_null(g_ptr[n]);
+        if (i % 3 == 0 && !tu_all_bytes(g_ptr[n], s, 0))
+            fail_msg("calloc(1, %zu) after malloc_trim is not zeroed", s);
+        g_len[n] = s;
+        tu_fill(g_ptr[n], s, tu_seed2(21, n));
+        n++;
+    }
+    check_and_free_all(&r, n, 21);
+    assert_int_equal(hak_check(), 0);
+}
+
+/* ===================================================== 6. remote frees */
+
+/* In a forked child (a hang or crash is reported, not inherited): the
+ * default options, the parent's heap state as it is after the tests above. */
+static int remote_free_child(void *arg)
+{
+    int ok;
+    (void)arg;
+    uint64_t purged0 = stat_get("purged_bytes", &ok);
+    int rc = remote_free_workload(20000, 2);
+    if (rc != WL_OK) {
+        fprintf(stderr, "remote-free workload: %s\n", wname(rc));
+        return rc;
+    }
+    /* The producer's malloc_trim calls purged its free slabs. */
+    if (purge_mode_counts() && stat_get("purged_bytes", &ok) <= purged0) {
+        fprintf(stderr, "remote-free workload: purged_bytes stayed at %llu\n",
+                (unsigned long long)purged0);
+        return WL_NOPURGE;
+    }
+    return WL_OK;
+}
+
+static void test_remote_free_threads(void **state)
+{
+    (void)state;
+    char st[128];
+    int status = 0;
+
+    if (run_in_child(remote_free_child, NULL, &status, g_err, sizeof g_err) != 0)
+        fail_msg("fork failed: %s", strerror(errno));
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        fail_msg("remote-free workload: child %s, want exit 0; stderr: \"%s\"",
+                 tu_status_str(status, st, sizeof st), g_err);
+}
+
+static void test_remote_free_threads_retain1(void **state)
+{
+    (void)state;
+    static const char *const env[] = { "HAKMEM_PURGE_RETAIN_MIB=1", NULL };
+    run_self(env, "threads", "HAKMEM_PURGE_RETAIN_MIB=1");
+}
+
+/* ===================================================== 7. large cache */
+
+static void test_large_cache_cycle(void **state)
+{
+    (void)state;
+    const size_t sz = 8 * TU_MIB;
+    uint64_t hits0 = stat_u64("large_cache_hits"), maps0 = stat_u64("large_maps");
+    double t0 = tu_now();
+
+    for (unsigned i = 0; i < 1000; i++) {
+        char *p = malloc(sz);
+        if (!p)
+            fail_msg("malloc(8 MiB) #%u returned NULL", i);
+        assert_true(malloc_usable_size(p) >= sz);
+        size_t off = (1 + (size_t)i * 7919 % (sz / 4096 - 2)) * 4096;   /* a page that moves */
+        uint64_t seed = tu_seed2(30, i);
+        tu_fill(p, 4096, seed);
+        tu_fill(p + off, 4096, seed + 1);
+        tu_fill(p + sz - 4096, 4096, seed + 2);
+        if (tu_check(p, 4096, seed) != -1 || tu_check(p + off, 4096, seed + 1) != -1 ||
+            tu_check(p + sz - 4096, 4096, seed + 2) != -1)
+            fail_msg("8 MiB block #%u (%p) does not keep what was written", i, (void *)p);
+        free(p);
+    }
+    double dt = tu_now() - t0;
+    uint64_t hits = stat_u64("large_cache_hits") - hits0, maps = stat_u64("large_maps") - maps0;
+    print_message("1000 x malloc/free(8 MiB): %.3f s, %llu cache hits, %llu maps\n", dt,
+                  (unsigned long long)hits, (unsigned long long)maps);
+    if (hits < 999 || maps > 1)
+        fail_msg("8 MiB malloc/free loop: %llu cache hits and %llu new mappings in 1000 rounds",
+                 (unsigned long long)hits, (unsigned long long)maps);
+}
+
+static void test_large_cache_calloc_zero(void **state)
+{
+    (void)state;
+    static const size_t dirty_sz[] = { 8 * TU_MIB, 8 * TU_MIB, 8 * TU_MIB, 300 * TU_KIB };
+    static const size_t calloc_sz[] = { 8 * TU_MIB, 7 * TU_MIB, 12 * TU_MIB, 300 * TU_KIB };
+
+    malloc_trim(0);                       /* an empty cache: the next hit is ours */
+    for (unsigned i = 0; i < 4; i++) {
+        char *p = malloc(dirty_sz[i]);
+        assert_non_null(p);
+        memset(p, 0xEE, malloc_usable_size(p));
+        free(p);
+        uint64_t hits0 = stat_u64("large_cache_hits");
+        char *q = calloc(1, calloc_sz[i]);
+        if (!q)
+            fail_msg("calloc(%zu) returned NULL", calloc_sz[i]);
+        /* Cases 0, 1, 3 take the dirty mapping as it is; case 2 grows it
+         * with mremap (its first 8 MiB dirty). */
+        if (stat_u64("large_cache_hits") != hits0 + 1)
+            fail_msg("calloc(%zu) after free(malloc(%zu)) did not reuse the cached mapping",
+                     calloc_sz[i], dirty_sz[i]);
+        if (!tu_all_bytes(q, calloc_sz[i], 0)) {
+            size_t k = 0;
+            while (q[k] == 0)
+                k++;
+            fail_msg("calloc(%zu) reusing a dirty cached mapping: byte %zu is 0x%02x", calloc_sz[i],
+                     k, (unsigned char)q[k]);
+        }
+        free(q);
+    }
+}
+
+/* ================================================ 8. purge options */
+
+static void test_purge_mode_madv_free(void **state)
+{
+    (void)state;
+    static const char *const env[] = { "HAKMEM_PURGE_MODE=1", "HAKMEM_PURGE_RETAIN_MIB=1", NULL };
+    run_self(env, "both", "HAKMEM_PURGE_MODE=1 HAKMEM_PURGE_RETAIN_MIB=1");
+    if (strstr(g_err, "hakmem: warning"))
+        fail_msg("HAKMEM_PURGE_MODE=1 was not accepted: %s", g_err);
+}
+
+static void test_purge_retain_zero(void **state)
+{
+    (void)state;
+    static const char *const env[] = { "HAKMEM_PURGE_RETAIN_MIB=0", "HAKMEM_POOL_RETAIN=0",
+                                       "HAKMEM_LARGE_CACHE_MIB=0", NULL };
+    run_self(env, "both", "HAKMEM_PURGE_RETAIN_MIB=0 HAKMEM_POOL_RETAIN=0 HAKMEM_LARGE_CACHE_MIB=0");
+    if (strstr(g_err, "hakmem: warning"))
+        fail_msg("options were not accepted: %s", g_err);
+}
+
+/* ---------------------------------------------------------------- main */
+
+int main(int argc, char **argv)
+{
+    if (argc >= 3 && strcmp(argv[1], CHILD_ARG) == 0)
+        return child_main(argv[2]);
+
+    ssize_t n = readlink("/proc/self/exe", g_self, sizeof g_self - 1);
+    g_self[n > 0 ? n : 0] = '\0';
+
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_tier_boundaries),
+        cmocka_unit_test(test_tier_calloc_after_dirty),
+        cmocka_unit_test(test_realloc_chain),
+        cmocka_unit_test(test_realloc_large_small_large),
+        cmocka_unit_test(test_realloc_mremap),
+        cmocka_unit_test(test_realloc_failure_keeps_block),
+        cmocka_unit_test(test_aligned_all_powers),
+        cmocka_unit_test(test_aligned_rss_cost),
+        cmocka_unit_test(test_purge_and_reuse),
+        cmocka_unit_test(test_malloc_trim),
+        cmocka_unit_test(test_remote_free_threads),
+        cmocka_unit_test(test_remote_free_threads_retain1),
+        cmocka_unit_test(test_large_cache_cycle),
+        cmocka_unit_test(test_large_cache_calloc_zero),
+        cmocka_unit_test(test_purge_mode_madv_free),
+        cmocka_unit_test(test_purge_retain_zero),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
