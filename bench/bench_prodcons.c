@@ -1,223 +1,126 @@
-/* bench_prodcons: producer/consumer remote-free benchmark.
+/* bench_prodcons: remote frees.  T threads in a ring: each allocates blocks
+ * (uniform sizes 16..1024) in batches, writes a byte into each, and hands
+ * every batch to the next thread, which checks the bytes and frees the
+ * blocks.  So every block is freed by a thread other than the one that
+ * allocated it, and every thread is both producer and consumer.
  *
- * usage: bench_prodcons [threads] [blocks_per_producer] [seed]
- *        defaults        2         1000000               42
+ * usage: bench_prodcons [threads] [blocks_per_thread] [seed]
+ *        defaults        2         1000000             42
  *
- * threads must be even: threads/2 producer/consumer pairs.  A producer
- * mallocs blocks (uniform sizes 16..1024), writes the first byte and hands
- * the pointer to its consumer through a bounded single-producer /
- * single-consumer lock-free ring; the consumer checks the byte and frees the
- * block.  Every free therefore happens on a thread other than the one that
- * allocated the block.  When the ring is full (producer) or empty (consumer)
- * the thread calls sched_yield(), so oversubscribed runs (more threads than
- * cores) make progress.
- *
- * ops = blocks over all pairs (one malloc + one free each); the time is the
- * wall time from the earliest thread leaving the start barrier to the last
- * thread finishing.
+ * Hand-off is by mailbox (mutex + condition variable, a few batches deep),
+ * one lock round-trip per batch of BATCH blocks: a thread that must wait
+ * sleeps instead of spinning, so runs with more threads than cores measure
+ * the allocator rather than the scheduler.  Each thread alternates one send
+ * and one receive; with mailboxes at least two batches deep this cannot
+ * deadlock.  ops = blocks over all threads (one malloc + one remote free
+ * each); the time is wall time from the start barrier to the last thread.
  */
 #include "bench_common.h"
 
 #include <pthread.h>
-#include <sched.h>
-#include <stdatomic.h>
 #include <string.h>
 #include <sys/mman.h>
 
 #define MIN_SIZE 16
 #define MAX_SIZE 1024
-#define RING_SIZE 1024 /* entries, power of two */
-#ifndef PUBLISH
-#define PUBLISH 16 /* each side publishes its index every PUBLISH entries */
-#endif
-#ifndef REFILL
-#define REFILL (RING_SIZE / 4) /* a blocked producer waits for this much room */
-#endif
-#define CACHE_LINE 64
+#define BATCH 256
+#define DEPTH 4          /* batches a mailbox holds */
 
-/* The ring lives in its own mmap'd pages, independent of the allocator under
- * test.  head is written only by the producer, tail only by the consumer.
- *
- * Each side keeps a private copy of the other side's index and publishes its
- * own index only every PUBLISH entries (and whenever it is about to wait), so
- * the two threads do not bounce the index cache lines on every block.  A
- * producer that found the ring full waits until REFILL entries are free
- * rather than refilling one slot at a time in lock-step with the consumer.
- * This keeps the ring's own cache-line traffic small next to the allocator's.
- * (PUBLISH and REFILL can be overridden with -D for experiments.)
- */
-struct ring {
-    _Alignas(CACHE_LINE) _Atomic uint64_t head; /* next slot to fill */
-    _Alignas(CACHE_LINE) _Atomic uint64_t tail; /* next slot to drain */
-    _Alignas(CACHE_LINE) void *slot[RING_SIZE];
+struct mailbox {
+    pthread_mutex_t lock;
+    pthread_cond_t changed;
+    unsigned head, count;
+    void *slot[DEPTH][BATCH];
 };
 
-struct pair {
-    struct ring *ring;
-    uint64_t index;
-    uint64_t blocks;
-    uint64_t seed;
+struct worker {
+    unsigned index, nthreads;
+    uint64_t batches, seed;
+    struct mailbox *boxes;
     pthread_barrier_t *barrier;
-    pthread_t prod_tid, cons_tid;
-    double prod_start, prod_end, cons_start, cons_end;
-    int prod_failed;
-    uint64_t bad_bytes;
+    double start, end;
+    int bad;
 };
 
-static void *producer_main(void *arg)
-{
-    struct pair *pr = arg;
-    struct ring *r = pr->ring;
-    bench_rng rng;
-    bench_rng_seed(&rng, pr->seed + pr->index);
-    uint64_t head = 0, tail = 0; /* tail: last value seen */
+static void send_batch(struct mailbox *m, void **batch) {
+    pthread_mutex_lock(&m->lock);
+    while (m->count == DEPTH) pthread_cond_wait(&m->changed, &m->lock);
+    memcpy(m->slot[(m->head + m->count) % DEPTH], batch, sizeof m->slot[0]);
+    m->count++;
+    pthread_cond_broadcast(&m->changed);
+    pthread_mutex_unlock(&m->lock);
+}
 
-    pthread_barrier_wait(pr->barrier);
-    pr->prod_start = bench_now();
-    for (uint64_t i = 0; i < pr->blocks; i++) {
-        size_t sz = (size_t)bench_rng_range(&rng, MIN_SIZE, MAX_SIZE);
-        char *p = malloc(sz);
-        if (!p)
-            pr->prod_failed = 1; /* pass NULL on: the consumer stops at it */
-        else
-            bench_touch(p, (char)i);
-        if (head - tail >= RING_SIZE) {
-            tail = atomic_load_explicit(&r->tail, memory_order_acquire);
-            if (head - tail >= RING_SIZE) {
-                /* Full: publish what we have, then wait for room. */
-                atomic_store_explicit(&r->head, head, memory_order_release);
-                while (head - tail > RING_SIZE - REFILL) {
-                    sched_yield();
-                    tail = atomic_load_explicit(&r->tail, memory_order_acquire);
-                }
-            }
+static void receive_batch(struct mailbox *m, void **batch) {
+    pthread_mutex_lock(&m->lock);
+    while (m->count == 0) pthread_cond_wait(&m->changed, &m->lock);
+    memcpy(batch, m->slot[m->head], sizeof m->slot[0]);
+    m->head = (m->head + 1) % DEPTH;
+    m->count--;
+    pthread_cond_broadcast(&m->changed);
+    pthread_mutex_unlock(&m->lock);
+}
+
+static void *worker_main(void *arg) {
+    struct worker *w = arg;
+    bench_rng r;
+    bench_rng_seed(&r, w->seed + w->index);
+    void *out[BATCH], *in[BATCH];
+    struct mailbox *next = &w->boxes[(w->index + 1) % w->nthreads];
+    struct mailbox *own = &w->boxes[w->index];
+    char mine = (char)w->index, theirs = (char)((w->index + w->nthreads - 1) % w->nthreads);
+    pthread_barrier_wait(w->barrier);
+    w->start = bench_now();
+    for (uint64_t b = 0; b < w->batches; b++) {
+        for (unsigned k = 0; k < BATCH; k++) {
+            char *p = malloc((size_t)bench_rng_range(&r, MIN_SIZE, MAX_SIZE));
+            if (!p) { w->bad = 1; return NULL; }
+            bench_touch(p, mine);
+            out[k] = p;
         }
-        r->slot[head & (RING_SIZE - 1)] = p;
-        head++;
-        if (head % PUBLISH == 0 || !p)
-            atomic_store_explicit(&r->head, head, memory_order_release);
-        if (!p)
-            break;
+        send_batch(next, out);
+        receive_batch(own, in);
+        for (unsigned k = 0; k < BATCH; k++) {
+            if (bench_peek(in[k]) != theirs) w->bad = 1;
+            free(in[k]);
+        }
     }
-    atomic_store_explicit(&r->head, head, memory_order_release);
-    pr->prod_end = bench_now();
+    w->end = bench_now();
     return NULL;
 }
 
-static void *consumer_main(void *arg)
-{
-    struct pair *pr = arg;
-    struct ring *r = pr->ring;
-    uint64_t tail = 0, head = 0; /* head: last value seen */
-    uint64_t bad = 0;
+int main(int argc, char **argv) {
+    unsigned nthreads = (unsigned)bench_arg_u64(argc, argv, 1, "threads", 2, 2, 1024);
+    uint64_t blocks = bench_arg_u64(argc, argv, 2, "blocks_per_thread", 1000000, BATCH, UINT64_MAX / 1024);
+    uint64_t seed = bench_arg_u64(argc, argv, 3, "seed", 42, 0, UINT64_MAX);
+    uint64_t batches = blocks / BATCH;
 
-    pthread_barrier_wait(pr->barrier);
-    pr->cons_start = bench_now();
-    for (uint64_t i = 0; i < pr->blocks; i++) {
-        if (tail == head) {
-            head = atomic_load_explicit(&r->head, memory_order_acquire);
-            if (tail == head) {
-                /* Empty: publish our progress, then wait for entries. */
-                atomic_store_explicit(&r->tail, tail, memory_order_release);
-                do {
-                    sched_yield();
-                    head = atomic_load_explicit(&r->head, memory_order_acquire);
-                } while (tail == head);
-            }
-        }
-        char *p = r->slot[tail & (RING_SIZE - 1)];
-        tail++;
-        if (tail % PUBLISH == 0)
-            atomic_store_explicit(&r->tail, tail, memory_order_release);
-        if (!p)
-            break; /* producer failed */
-        if (bench_peek(p) != (char)i)
-            bad++;
-        free(p);
-    }
-    atomic_store_explicit(&r->tail, tail, memory_order_release);
-    pr->cons_end = bench_now();
-    pr->bad_bytes = bad;
-    return NULL;
-}
-
-int main(int argc, char **argv)
-{
-    uint64_t nthreads = bench_arg_u64(argc, argv, 1, "threads", 2, 2, 1024);
-    uint64_t blocks   = bench_arg_u64(argc, argv, 2, "blocks_per_producer", 1000000, 1, UINT64_MAX / 1024);
-    uint64_t seed     = bench_arg_u64(argc, argv, 3, "seed", 42, 0, UINT64_MAX);
-    if (argc > 4) {
-        fprintf(stderr, "usage: %s [threads] [blocks_per_producer] [seed]\n", argv[0]);
-        return 2;
-    }
-    if (nthreads % 2 != 0) {
-        fprintf(stderr, "%s: threads must be even (got %" PRIu64 ")\n", argv[0], nthreads);
-        return 2;
-    }
-    uint64_t npairs = nthreads / 2;
-
-    struct pair *pairs = calloc(npairs, sizeof *pairs);
-    if (!pairs) {
-        fprintf(stderr, "%s: out of memory\n", argv[0]);
-        return 1;
-    }
-    size_t ring_bytes = npairs * sizeof(struct ring);
-    struct ring *rings = mmap(NULL, ring_bytes, PROT_READ | PROT_WRITE,
-                              MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (rings == MAP_FAILED) {
-        perror("mmap");
-        return 1;
-    }
-    memset(rings, 0, ring_bytes); /* fault the pages in before timing */
-
+    /* Mailboxes and bookkeeping live outside the allocator under test. */
+    size_t bytes = nthreads * (sizeof(struct mailbox) + sizeof(struct worker) + sizeof(pthread_t));
+    char *mem = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (mem == MAP_FAILED) { perror("mmap"); return 1; }
+    struct mailbox *boxes = (struct mailbox *)mem;
+    struct worker *ws = (struct worker *)(boxes + nthreads);
+    pthread_t *tids = (pthread_t *)(ws + nthreads);
     pthread_barrier_t barrier;
-    pthread_barrier_init(&barrier, NULL, (unsigned)nthreads);
-
-    for (uint64_t k = 0; k < npairs; k++) {
-        struct pair *pr = &pairs[k];
-        pr->ring = &rings[k];
-        pr->index = k;
-        pr->blocks = blocks;
-        pr->seed = seed;
-        pr->barrier = &barrier;
-        int rc = pthread_create(&pr->cons_tid, NULL, consumer_main, pr);
-        if (rc == 0)
-            rc = pthread_create(&pr->prod_tid, NULL, producer_main, pr);
-        if (rc != 0) {
-            fprintf(stderr, "%s: pthread_create: %s\n", argv[0], strerror(rc));
-            return 1;
-        }
+    pthread_barrier_init(&barrier, NULL, nthreads);
+    for (unsigned i = 0; i < nthreads; i++) {
+        pthread_mutex_init(&boxes[i].lock, NULL);
+        pthread_cond_init(&boxes[i].changed, NULL);
+        ws[i] = (struct worker){ .index = i, .nthreads = nthreads, .batches = batches, .seed = seed,
+                                 .boxes = boxes, .barrier = &barrier };
     }
-
-    int failed = 0;
-    double start = 0.0, end = 0.0;
-    for (uint64_t k = 0; k < npairs; k++) {
-        struct pair *pr = &pairs[k];
-        pthread_join(pr->prod_tid, NULL);
-        pthread_join(pr->cons_tid, NULL);
-        if (pr->prod_failed) {
-            fprintf(stderr, "%s: pair %" PRIu64 ": malloc failed\n", argv[0], k);
-            failed = 1;
-        }
-        if (pr->bad_bytes) {
-            fprintf(stderr, "%s: pair %" PRIu64 ": %" PRIu64
-                            " blocks arrived with a corrupted first byte\n",
-                    argv[0], k, pr->bad_bytes);
-            failed = 1;
-        }
-        double s = pr->prod_start < pr->cons_start ? pr->prod_start : pr->cons_start;
-        double e = pr->prod_end > pr->cons_end ? pr->prod_end : pr->cons_end;
-        if (k == 0 || s < start)
-            start = s;
-        if (k == 0 || e > end)
-            end = e;
+    for (unsigned i = 0; i < nthreads; i++)
+        if (pthread_create(&tids[i], NULL, worker_main, &ws[i]) != 0) { perror("pthread_create"); return 1; }
+    double start = 0, end = 0;
+    int bad = 0;
+    for (unsigned i = 0; i < nthreads; i++) {
+        pthread_join(tids[i], NULL);
+        if (i == 0 || ws[i].start < start) start = ws[i].start;
+        if (ws[i].end > end) end = ws[i].end;
+        bad |= ws[i].bad;
     }
-    pthread_barrier_destroy(&barrier);
-    munmap(rings, ring_bytes);
-    free(pairs);
-    if (failed)
-        return 1;
-
-    bench_print_result(npairs * blocks, end - start);
+    if (bad) { fprintf(stderr, "bench_prodcons: a block's byte was wrong or malloc failed\n"); return 1; }
+    bench_print_result(batches * BATCH * nthreads, end - start);
     return 0;
 }

@@ -120,9 +120,11 @@ HAK_EXPORT void *hak_malloc(size_t n) { return malloc_tiny_fast(n); }
 
 /* ----------------------------------------------------------- free */
 
-/* Push a validated block of our own heap onto its bin; the free key marks
- * it free.  A full bin sends half of its blocks back to their slabs. */
-HAK_INLINE void bin_push(hak_heap_t *h, unsigned cls, void *p, const char *fn) {
+/* Put a validated block on the thread's bin; its free key marks it free.
+ * The block may belong to a slab of another thread's heap: it stays "out of
+ * its slab" while it sits here, and goes back (as a remote free) only when
+ * this bin overflows or the thread exits. */
+HAK_INLINE void bin_put(hak_heap_t *h, unsigned cls, void *p, const char *fn) {
     if (HAKMEM_DEBUG_CHECKS) hak_debug_on_free(p, fn);
     if (HAKMEM_DEBUG_COUNTERS) HAK_STAT_ADD(h->stats[cls].frees, 1);
     hak_bin_t *bin = &h->bins[cls];
@@ -130,16 +132,38 @@ HAK_INLINE void bin_push(hak_heap_t *h, unsigned cls, void *p, const char *fn) {
     b[0] = bin->head;
     b[1] = (void *)hak_block_key((uintptr_t)p);
     bin->head = b;
-    if (HAK_UNLIKELY(--bin->room == 0)) unified_cache_flush(h, cls, bin->cap / 2);
+    bin->room--;
 }
 
-/* The block p, in slab s, is not a plain free to our own heap. */
-static HAK_COLD void free_small_slow(void *p, hak_slab_t *s, const char *fn) {
+/* The bin has room for this block only (then half of it goes back to the
+ * slabs), or the thread has no heap yet (the empty heap's bins have no room):
+ * such a thread hands the block straight back to its slab. */
+static HAK_NOINLINE void bin_push_slow(hak_heap_t *h, unsigned cls, void *p, const char *fn) {
+    if (h == &hak_heap_empty) {
+        if (HAKMEM_DEBUG_CHECKS) hak_debug_on_free(p, fn);
+        hak_free_remote(hak_block_slab((uintptr_t)p), (uintptr_t)p);
+        return;
+    }
+    bin_put(h, cls, p, fn);
+    unified_cache_flush(h, cls, h->bins[cls].cap / 2);
+}
+
+HAK_INLINE void bin_push(hak_heap_t *h, unsigned cls, void *p, const char *fn) {
+    if (HAK_UNLIKELY(h->bins[cls].room <= 1)) {
+        bin_push_slow(h, cls, p, fn);
+        return;
+    }
+    bin_put(h, cls, p, fn);
+}
+
+/* p is in a SuperSlab but did not pass the fast test: a block beyond the
+ * first slot of a span, or a bad pointer. */
+static HAK_COLD void free_small_slow(void *p, const char *fn) {
     uintptr_t a = (uintptr_t)p;
-    s = hak_block_slab(a);              /* a later slot of a span: its first */
-    hak_heap_t *owner = __atomic_load_n(&s->owner, __ATOMIC_ACQUIRE);
+    hak_slab_t *s = hak_block_slab(a);     /* a later slot of a span: its first */
     const char *what = NULL;
-    if (owner == NULL) what = "invalid pointer (not an allocated block)";
+    if (__atomic_load_n(&s->owner, __ATOMIC_ACQUIRE) == NULL)
+        what = "invalid pointer (not an allocated block)";
     else if (!hak_slab_holds(s, a)) what = "invalid pointer (inside or beyond a block)";
     else if (((uintptr_t *)p)[1] == hak_block_key(a)) what = "double free of";
     if (what) {
@@ -147,15 +171,7 @@ static HAK_COLD void free_small_slow(void *p, hak_slab_t *s, const char *fn) {
         if (HAKMEM_DEBUG_CHECKS) hak_debug_report_block(fn, what, p);
         hak_fatal_ptr(fn, what, p);
     }
-    if (owner == hak_tl_heap && s->span_slots > 1) {
-        /* our own block, beyond the first slot of its span: a local free */
-        bin_push(owner, s->cls, p, fn);
-        return;
-    }
-    if (HAKMEM_DEBUG_CHECKS) hak_debug_on_free(p, fn);
-    hak_heap_t *h = hak_tl_heap;
-    if (h != &hak_heap_empty) HAK_STAT_ADD(h->stats[s->cls].remote_frees, 1);
-    hak_free_remote(s, a);
+    bin_push(hak_tl_heap, s->cls, p, fn);
 }
 
 static HAK_COLD void free_gate_slow(void *p, const char *fn) {
@@ -168,8 +184,11 @@ static HAK_COLD void free_gate_slow(void *p, const char *fn) {
     hak_fatal_ptr(fn, "invalid pointer", p);
 }
 
-/* tiny_free_gate + free_tiny_fast: validate with the slab's state (found by
- * masking) and the block's free key, then push to the thread's bin. */
+/* tiny_free_gate + free_tiny_fast: the registry says p is in a SuperSlab;
+ * its slab (found by masking) says p starts a block that was handed out (a
+ * free slab has carved nothing); the free key says the block is not free
+ * already.  Then the block goes on this thread's bin, whichever thread's
+ * slab it came from. */
 HAK_INLINE void free_tiny_fast(void *p, const char *fn) {
     uintptr_t a = (uintptr_t)p;
     size_t ri = a >> HAK_SS_SHIFT;
@@ -178,14 +197,12 @@ HAK_INLINE void free_tiny_fast(void *p, const char *fn) {
         return;
     }
     hak_slab_t *s = hak_slab_of(a);
-    hak_heap_t *h = hak_tl_heap;
-    if (HAK_UNLIKELY(s->owner != h ||
-                     !hak_slab_is_block(s, (uint32_t)(a & (HAK_SLAB_SIZE - 1))) ||
+    if (HAK_UNLIKELY(!hak_slab_is_block(s, (uint32_t)(a & (HAK_SLAB_SIZE - 1))) ||
                      ((uintptr_t *)p)[1] == hak_block_key(a))) {
-        free_small_slow(p, s, fn);
+        free_small_slow(p, fn);
         return;
     }
-    bin_push(h, s->cls, p, fn);
+    bin_push(hak_tl_heap, s->cls, p, fn);
 }
 
 HAK_EXPORT void hak_free(void *p) { free_tiny_fast(p, "free"); }

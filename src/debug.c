@@ -63,7 +63,10 @@ void hak_debug_on_free(void *p, const char *fn) {
         hak_debug_report_block(fn, "double free (block not in use)", p);
 }
 
-void hak_debug_check_node(const hak_heap_t *h, unsigned cls, const void *node, const char *where) {
+/* A free-list node must start a carved block of an in-use slab of class
+ * cls: of exactly `slab` for a slab's own free list, of any heap's slab for
+ * a bin (bins hold blocks freed by this thread whoever allocated them). */
+void hak_debug_check_node(const hak_slab_t *slab, unsigned cls, const void *node, const char *where) {
     uintptr_t a = (uintptr_t)node;
     char buf[256];
     const char *why = NULL;
@@ -72,7 +75,8 @@ void hak_debug_check_node(const hak_heap_t *h, unsigned cls, const void *node, c
         why = "not in a SuperSlab";
     } else {
         s = hak_block_slab(a);
-        if (s->owner != h) why = "in a slab of another heap";
+        if (slab && s != slab) why = "in another slab";
+        else if (s->owner == NULL) why = "in a free slab";
         else if (s->cls != cls) why = "in a slab of another class";
         else if (!hak_slab_holds(s, a)) why = "not a block start";
         else return;
@@ -134,7 +138,7 @@ HAK_EXPORT unsigned hak_check(void) {
             if (++n > bin->cap) { bad += check_fail("bin longer than its cap (cycle?)", bin); break; }
             if (!hak_super_lookup(b)) { bad += check_fail("bin node outside every SuperSlab", b); break; }
             hak_slab_t *s = hak_block_slab(a);
-            if (s->owner != h || s->cls != c) { bad += check_fail("bin node in a foreign slab", b); break; }
+            if (s->owner == NULL || s->cls != c) { bad += check_fail("bin node in a free slab or of another class", b); break; }
             if (!hak_slab_holds(s, a))
                 { bad += check_fail("bin node is not a block start", b); break; }
             if ((uintptr_t)b[1] != hak_block_key(a)) bad += check_fail("free block lost its free key", b);

@@ -257,14 +257,14 @@ HAK_INLINE uintptr_t hak_block_key(uintptr_t a) { return hak_free_key ^ a; }
  * inline functions, so the calls still type-check and no diagnostic code or
  * symbol reaches the library (tests/check_release.sh verifies this). */
 #if HAKMEM_BUILD_DEBUG
-void hak_debug_check_node(const hak_heap_t *h, unsigned cls, const void *node, const char *where);
+void hak_debug_check_node(const hak_slab_t *slab, unsigned cls, const void *node, const char *where);
 void hak_debug_on_alloc(void *p);
 void hak_debug_on_free(void *p, const char *fn);
 __attribute__((noreturn)) void hak_debug_report_block(const char *fn, const char *what, const void *p);
 void pagefault_telemetry_touch(hak_heap_t *h, unsigned cls, uintptr_t start, size_t len);
 #else
-HAK_INLINE void hak_debug_check_node(const hak_heap_t *h, unsigned cls, const void *node, const char *where) {
-    (void)h; (void)cls; (void)node; (void)where;
+HAK_INLINE void hak_debug_check_node(const hak_slab_t *slab, unsigned cls, const void *node, const char *where) {
+    (void)slab; (void)cls; (void)node; (void)where;
 }
 HAK_INLINE void hak_debug_on_alloc(void *p) { (void)p; }
 HAK_INLINE void hak_debug_on_free(void *p, const char *fn) { (void)p; (void)fn; }
@@ -281,7 +281,7 @@ HAK_INLINE void pagefault_telemetry_touch(hak_heap_t *h, unsigned cls, uintptr_t
 HAK_INLINE void *bin_take(hak_heap_t *h, unsigned cls) {
     hak_bin_t *bin = &h->bins[cls];
     void **b = bin->head;
-    if (HAKMEM_DEBUG_CHECKS && b[0]) hak_debug_check_node(h, cls, b[0], "malloc");
+    if (HAKMEM_DEBUG_CHECKS && b[0]) hak_debug_check_node(NULL, cls, b[0], "malloc");
     bin->head = b[0];
     bin->room++;
     b[1] = NULL;
@@ -321,6 +321,7 @@ void *unified_cache_refill(hak_heap_t *h, unsigned cls);
 void  unified_cache_flush(hak_heap_t *h, unsigned cls, uint32_t keep);
 void  hak_heap_drain_remote(hak_heap_t *h);
 void  hak_free_remote(hak_slab_t *s, uintptr_t a);
+void  hak_free_remote_chain(hak_slab_t *s, void *first, void *last);
 hak_heap_t *hak_heap_acquire(void);
 void  hak_heap_abandon(hak_heap_t *h);
 void  hak_heap_fork_child(hak_heap_t *self);

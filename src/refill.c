@@ -9,8 +9,8 @@
  *                                       empty SuperSlabs from the shared pool
  *   unified_cache_flush(h, cls, keep) a bin overflowed (free), or the thread
  *                                     exits: blocks go back to their slabs
- *   hak_free_remote(s, p)             a free from a thread that does not own
- *                                     the slab: lock-free push to the slab
+ *   hak_free_remote_chain(s, ...)     blocks of another heap's slab leave a
+ *                                     bin: lock-free push to the slab
  *
  * Everything here touches only the calling thread's heap, except
  * hak_free_remote (atomics on the slab and the owner's remote queue) and the
@@ -195,9 +195,7 @@ static void slab_after_return(hak_heap_t *h, hak_slab_t *s, int force) {
 
 /* Debug: every node of a slab's free list must be a carved block of it. */
 static void slab_check_node(const hak_slab_t *s, const void *b) {
-    uintptr_t a = (uintptr_t)b;
-    if (!hak_super_lookup(b) || hak_block_slab(a) != s || !hak_slab_holds(s, a))
-        hak_debug_check_node(s->owner, s->cls, b, "refill");   /* reports, aborts */
+    hak_debug_check_node(s, s->cls, b, "refill");   /* aborts if b is not a block of s */
 }
 
 static void slab_take_free(hak_slab_t *s, hak_bin_t *bin, uint32_t want) {
@@ -274,11 +272,25 @@ pop:
     return bin_take(h, cls);
 }
 
+/* Blocks leaving a bin go back to their slabs: ours onto the slab's free
+ * list, other heaps' (freed here after another thread allocated them) onto
+ * the slab's remote list, a run of blocks of the same slab with one CAS. */
 static void blocks_return(hak_heap_t *h, void *list) {
     while (list) {
         void **b = list;
         list = b[0];
         hak_slab_t *s = hak_block_slab((uintptr_t)b);
+        if (s->owner != h) {
+            void **last = b;
+            while (list && hak_block_slab((uintptr_t)list) == s) {
+                last = list;
+                list = last[0];
+            }
+            last[0] = NULL;
+            HAK_STAT_ADD(h->stats[s->cls].remote_frees, 1);
+            hak_free_remote_chain(s, b, last);
+            continue;
+        }
         b[0] = s->free;
         s->free = b;
         s->nfree++;
@@ -310,17 +322,17 @@ void unified_cache_flush(hak_heap_t *h, unsigned cls, uint32_t keep) {
 
 /* ------------------------------------------------------- remote frees */
 
-/* A free from a thread that does not own the slab.  The block goes onto the
- * slab's atomic list; the first block after the list was taken also queues
- * the slab on its owner's remote queue (the QUEUED bit says it is there, or
- * about to be, so the owner will not release the slab meanwhile). */
-void hak_free_remote(hak_slab_t *s, uintptr_t a) {
-    void **blk = (void **)a;
-    blk[1] = (void *)hak_block_key(a);
+/* Blocks (first..last, linked, free keys set) go back to a slab of another
+ * heap: onto the slab's atomic list; the first push after the owner took the
+ * list also queues the slab on its owner's remote queue (the QUEUED bit says
+ * it is there, or about to be, so the owner will not release the slab
+ * meanwhile). */
+void hak_free_remote_chain(hak_slab_t *s, void *first, void *last) {
     uintptr_t old = atomic_load_explicit(&s->xthread_free, memory_order_relaxed);
     do {
-        blk[0] = (void *)(old & ~HAK_XTHREAD_QUEUED);
-    } while (!atomic_compare_exchange_weak_explicit(&s->xthread_free, &old, a | HAK_XTHREAD_QUEUED,
+        *(void **)last = (void *)(old & ~HAK_XTHREAD_QUEUED);
+    } while (!atomic_compare_exchange_weak_explicit(&s->xthread_free, &old,
+                                                    (uintptr_t)first | HAK_XTHREAD_QUEUED,
                                                     memory_order_release, memory_order_relaxed));
     if (old & HAK_XTHREAD_QUEUED) return;
     hak_heap_t *owner = __atomic_load_n(&s->owner, __ATOMIC_ACQUIRE);
@@ -329,6 +341,11 @@ void hak_free_remote(hak_slab_t *s, uintptr_t a) {
         s->next_remote = head;
     } while (!atomic_compare_exchange_weak_explicit(&owner->remote_slabs, &head, s,
                                                     memory_order_release, memory_order_relaxed));
+}
+
+void hak_free_remote(hak_slab_t *s, uintptr_t a) {
+    ((void **)a)[1] = (void *)hak_block_key(a);
+    hak_free_remote_chain(s, (void *)a, (void *)a);
 }
 
 static void heap_drain_remote_forced(hak_heap_t *h, int force) {
