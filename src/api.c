@@ -382,12 +382,13 @@ HAK_ALIAS(__libc_pvalloc, hak_pvalloc);
 /* glibc's malloc extras, so that a static link never pulls in glibc's own
  * malloc, and programs that call them keep working. */
 /* Give back everything that can be: the calling thread's cached blocks,
- * empty slabs and SuperSlabs, the shared pool, the large-mapping cache.
- * Other threads' heaps are theirs; they purge by their own bound.  Returns 1
- * if memory was released, as glibc does. */
+ * empty slabs and SuperSlabs, the same of exited threads' heaps, the shared
+ * pool, the large-mapping cache.  Live threads' heaps are theirs; they purge
+ * by their own bound.  Returns 1 if memory was released, as glibc does. */
 HAK_EXPORT int malloc_trim(size_t pad) {
     (void)pad;
     size_t n = hak_heap_trim(hak_tl_heap);
+    n += hak_heap_trim_orphans();
     n += shared_pool_trim();
     n += hak_large_trim();
     return n > 0;

@@ -75,6 +75,7 @@
 #define HAK_FRONT_CAP_MIN   2
 #define WARM_POOL_PREFILL_BUDGET 2  /* SuperSlabs taken per shared-pool visit */
 #define HAK_POOL_RETAIN_MAX 4       /* default of HAKMEM_POOL_RETAIN */
+#define HAK_ORPHAN_DEBT_MAX (4u << 20) /* then a thread trims exited threads' heaps */
 
 #define HAK_SS_MAGIC        0x48414b4d53534c42ull   /* "HAKMSSLB" */
 #define HAK_REG_SS          1
@@ -154,6 +155,7 @@ typedef struct hak_heap {
     hak_superslab_t *full;                       /* SuperSlabs without */
     uint32_t nwarm_empty;                        /* warm SuperSlabs with no slab in use */
     size_t dirty_bytes;                          /* free slabs not yet purged */
+    size_t orphan_debt;                          /* bytes sent back to exited threads' heaps */
     uint32_t active;                             /* a live thread uses it */
     struct hak_heap *next_all;                   /* every heap, for diagnostics */
     struct hak_heap *next_orphan;                /* heaps of exited threads */
@@ -326,6 +328,7 @@ hak_heap_t *hak_heap_acquire(void);
 void  hak_heap_abandon(hak_heap_t *h);
 void  hak_heap_fork_child(hak_heap_t *self);
 size_t hak_heap_trim(hak_heap_t *h);
+size_t hak_heap_trim_orphans(void);
 
 /* large.c */
 void  *hak_large_alloc(size_t size, size_t align, int zero);

@@ -238,6 +238,7 @@ static void slab_carve(hak_heap_t *h, hak_slab_t *s, hak_bin_t *bin, uint32_t wa
 
 /* -------------------------------------------------------- front cache */
 
+
 void *unified_cache_refill(hak_heap_t *h, unsigned cls) {
     if (HAK_UNLIKELY(h == &hak_heap_empty)) {
         h = hak_heap_acquire();
@@ -272,6 +273,8 @@ pop:
     return bin_take(h, cls);
 }
 
+static hak_heap_t *heap_orphans;   /* heaps of exited threads, for reuse */
+
 /* Blocks leaving a bin go back to their slabs: ours onto the slab's free
  * list, other heaps' (freed here after another thread allocated them) onto
  * the slab's remote list, a run of blocks of the same slab with one CAS. */
@@ -282,12 +285,18 @@ static void blocks_return(hak_heap_t *h, void *list) {
         hak_slab_t *s = hak_block_slab((uintptr_t)b);
         if (s->owner != h) {
             void **last = b;
+            size_t n = 1;
             while (list && hak_block_slab((uintptr_t)list) == s) {
                 last = list;
                 list = last[0];
+                n++;
             }
             last[0] = NULL;
             HAK_STAT_ADD(h->stats[s->cls].remote_frees, 1);
+            /* A heap whose thread exited has nobody to take its blocks back
+             * (until a new thread adopts it): count them, and past a bound
+             * this thread trims the orphans itself. */
+            if (!__atomic_load_n(&s->owner->active, __ATOMIC_RELAXED)) h->orphan_debt += n * s->bsize;
             hak_free_remote_chain(s, b, last);
             continue;
         }
@@ -318,6 +327,10 @@ void unified_cache_flush(hak_heap_t *h, unsigned cls, uint32_t keep) {
         HAK_STAT_ADD(h->stats[cls].flushes, 1);
     }
     blocks_return(h, rest);
+    if (HAK_UNLIKELY(h->orphan_debt > HAK_ORPHAN_DEBT_MAX)) {
+        h->orphan_debt = 0;
+        hak_heap_trim_orphans();
+    }
 }
 
 /* ------------------------------------------------------- remote frees */
@@ -376,7 +389,6 @@ void hak_heap_drain_remote(hak_heap_t *h) { heap_drain_remote_forced(h, 0); }
 
 /* ------------------------------------------------------- heap life cycle */
 
-static hak_heap_t *heap_orphans;   /* heaps of exited threads, for reuse */
 static hak_heap_t *heap_all;
 
 hak_heap_t *hak_heap_list(void) { return __atomic_load_n(&heap_all, __ATOMIC_ACQUIRE); }
@@ -386,7 +398,7 @@ hak_heap_t *hak_heap_acquire(void) {
     pthread_mutex_lock(&hak_pool_lock);
     hak_heap_t *h = heap_orphans;
     if (h) {
-        heap_orphans = h->next_orphan;
+        __atomic_store_n(&heap_orphans, h->next_orphan, __ATOMIC_RELEASE);
     } else {
         h = hak_meta_alloc(sizeof *h);      /* fresh pages: zeroed */
         if (h) {
@@ -438,6 +450,30 @@ size_t hak_heap_trim(hak_heap_t *h) {
     return purged + pooled;
 }
 
+/* malloc_trim for the heaps of exited threads: no thread uses them, so the
+ * trimming thread may act as their owner while they are off the orphan list
+ * (other threads' frees into their slabs still arrive through the atomic
+ * remote queues, which hak_heap_trim drains). */
+size_t hak_heap_trim_orphans(void) {
+    pthread_mutex_lock(&hak_pool_lock);
+    hak_heap_t *list = heap_orphans;
+    __atomic_store_n(&heap_orphans, NULL, __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&hak_pool_lock);
+    size_t n = 0;
+    hak_heap_t *last = NULL;
+    for (hak_heap_t *h = list; h; h = h->next_orphan) {
+        n += hak_heap_trim(h);
+        last = h;
+    }
+    if (last) {
+        pthread_mutex_lock(&hak_pool_lock);
+        __atomic_store_n(&last->next_orphan, heap_orphans, __ATOMIC_RELAXED);
+        __atomic_store_n(&heap_orphans, list, __ATOMIC_RELEASE);
+        pthread_mutex_unlock(&hak_pool_lock);
+    }
+    return n;
+}
+
 /* Thread exit: the heap gives back what it can (hak_heap_trim) and, with the
  * slabs that still hold live blocks, waits on the orphan list for the next
  * thread. */
@@ -447,8 +483,8 @@ void hak_heap_abandon(hak_heap_t *h) {
     hak_heap_trim(h);
     pthread_mutex_lock(&hak_pool_lock);
     h->active = 0;
-    h->next_orphan = heap_orphans;
-    heap_orphans = h;
+    __atomic_store_n(&h->next_orphan, heap_orphans, __ATOMIC_RELAXED);
+    __atomic_store_n(&heap_orphans, h, __ATOMIC_RELEASE);
     pthread_mutex_unlock(&hak_pool_lock);
 }
 

@@ -948,6 +948,46 @@ static void check_and_free_all(tu_rng *r, size_t n, uint64_t tag)
     }
 }
 
+/* Blocks allocated by a thread that then exits, freed later by another
+ * thread: they go back to the exited thread's heap, which no thread owns any
+ * more.  The memory must still come back without malloc_trim. */
+#define ORPHAN_BLOCKS 131072            /* x 500 B: 64 MiB */
+static void **orphan_blocks;
+
+static void *orphan_alloc_thread(void *arg)
+{
+    for (size_t i = 0; i < ORPHAN_BLOCKS; i++) {
+        orphan_blocks[i] = malloc(500);
+        if (orphan_blocks[i]) memset(orphan_blocks[i], (int)(i & 0xff), 500);
+    }
+    return arg;
+}
+
+static void test_exited_thread_blocks_come_back(void **state)
+{
+    (void)state;
+    orphan_blocks = mmap(NULL, ORPHAN_BLOCKS * sizeof(void *), PROT_READ | PROT_WRITE,
+                         MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    assert_true(orphan_blocks != MAP_FAILED);
+    malloc_trim(0);
+    size_t before = rss_now();
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, orphan_alloc_thread, NULL), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    size_t peak = rss_now();
+    assert_true(peak > before + 48 * TU_MIB);
+    for (size_t i = 0; i < ORPHAN_BLOCKS; i++) {
+        assert_non_null(orphan_blocks[i]);
+        assert_int_equal(((unsigned char *)orphan_blocks[i])[499], (unsigned char)(i & 0xff));
+        free(orphan_blocks[i]);
+    }
+    size_t after = rss_now();
+    if (after > before + 16 * TU_MIB)
+        fail_msg("RSS %zu KiB before, %zu at peak, %zu after freeing the exited thread's blocks",
+                 before >> 10, peak >> 10, after >> 10);
+    munmap(orphan_blocks, ORPHAN_BLOCKS * sizeof(void *));
+}
+
 static void test_purge_and_reuse(void **state)
 {
     (void)state;
@@ -1207,6 +1247,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_large_cache_calloc_zero),
         cmocka_unit_test(test_purge_mode_madv_free),
         cmocka_unit_test(test_purge_retain_zero),
+        cmocka_unit_test(test_exited_thread_blocks_come_back),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
