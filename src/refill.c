@@ -70,10 +70,14 @@ static unsigned class_span_slots(unsigned cls) {
 
 static uint32_t run_mask(unsigned k) { return (uint32_t)(((uint64_t)1 << k) - 1); }
 
-/* First slot of k contiguous free slots of ss, or 0 if there is none. */
+/* First slot of k contiguous free slots of ss, or 0 if there is none.  A
+ * single slot is taken from the still-resident ones first (no page faults). */
 static unsigned superslab_find_run(const hak_superslab_t *ss, unsigned k) {
     uint32_t m = ss->free_mask, run = run_mask(k);
-    if (k == 1) return m ? (unsigned)__builtin_ctz(m) : 0;
+    if (k == 1) {
+        uint32_t warm = m & ss->dirty_mask;
+        return warm ? (unsigned)__builtin_ctz(warm) : m ? (unsigned)__builtin_ctz(m) : 0;
+    }
     for (unsigned i = 1; i + k <= HAK_SLABS_PER_SS; i++)
         if (((m >> i) & run) == run) return i;
     return 0;
