@@ -76,8 +76,8 @@ def benchmarks(quick):
         ("random_mixed 1T %s ws256" % tag(20_000_000), "bench_random_mixed", [it(20_000_000), 256, 42]),
         ("mt_mixed 2T %s/thread" % tag(5_000_000), "bench_mt_mixed", [2, it(5_000_000), 256, 42]),
         ("mt_mixed 4T %s/thread" % tag(5_000_000), "bench_mt_mixed", [4, it(5_000_000), 256, 42]),
-        ("prodcons 2T %s/producer" % tag(5_000_000), "bench_prodcons", [2, it(5_000_000), 42]),
-        ("prodcons 4T %s/producer" % tag(5_000_000), "bench_prodcons", [4, it(5_000_000), 42]),
+        ("prodcons 2T %s/thread" % tag(5_000_000), "bench_prodcons", [2, it(5_000_000), 42]),
+        ("prodcons 4T %s/thread" % tag(5_000_000), "bench_prodcons", [4, it(5_000_000), 42]),
         # size bands: the same random_mixed loop over larger sizes
         ("band 1-64KiB %s" % tag(2_000_000), "bench_random_mixed",
          [it(2_000_000), 256, 42, 1024, 65536]),
