@@ -11,8 +11,10 @@ PREFIX       ?= /usr/local
 CC           ?= cc
 B            := build
 
-FLAGS_release := -DNDEBUG -DHAKMEM_BUILD_RELEASE=1 -DHAKMEM_DEBUG_COUNTERS=0 -O3
-FLAGS_debug   := -DHAKMEM_BUILD_DEBUG=1 -DHAKMEM_DEBUG_COUNTERS=1 -O1 -g
+# The flavor's HAKMEM_DEBUG_COUNTERS gives way to one set in EXTRA_CFLAGS.
+COUNTERS = $(if $(findstring HAKMEM_DEBUG_COUNTERS,$(EXTRA_CFLAGS)),,-DHAKMEM_DEBUG_COUNTERS=$(1))
+FLAGS_release := -DNDEBUG -DHAKMEM_BUILD_RELEASE=1 $(call COUNTERS,0) -O3
+FLAGS_debug   := -DHAKMEM_BUILD_DEBUG=1 $(call COUNTERS,1) -O1 -g
 # release with the hot-path counters on: what counting costs (make bench)
 FLAGS_counters := -DNDEBUG -DHAKMEM_BUILD_RELEASE=1 -DHAKMEM_DEBUG_COUNTERS=1 -O3
 SUFFIX_release :=
