@@ -111,6 +111,7 @@ static hak_slab_t *slab_alloc(hak_heap_t *h, unsigned cls) {
         h->dirty_bytes -= (size_t)__builtin_popcount(ss->dirty_mask & run) * HAK_SLAB_SIZE;
         ss->dirty_mask &= ~run;
     }
+    ss->tier = HAK_TIER_HOT;
     if (ss->nused++ == 0) h->nwarm_empty--;
     if (ss->free_mask == 0) warm_remove(h, ss);
 
@@ -151,18 +152,24 @@ static void superslab_on_empty(hak_heap_t *h, hak_superslab_t *ss, int force) {
     else h->nwarm_empty++;
 }
 
-/* Purge free slabs, coldest SuperSlab first (the warm list's tail: the ones
- * whose slabs were freed longest ago), until at most `target` bytes of free
- * slabs stay resident.  Runs of free slots are purged with one call. */
+/* Purge free slabs until at most `target` bytes of them stay resident.
+ * The tier decides the order: SuperSlabs that had no slab taken or given
+ * back since the last purge (cold) go first, then the hot ones, each pass
+ * from the warm list's tail (longest unused).  Then everything turns cold,
+ * so a SuperSlab stays hot only while it is used between two purges. */
 static size_t heap_purge(hak_heap_t *h, size_t target) {
     size_t purged = 0;
-    hak_superslab_t *ss = h->warm;
-    while (ss && ss->next) ss = ss->next;
-    for (; ss && h->dirty_bytes > target; ss = ss->prev) {
-        size_t n = superslab_purge(ss);
-        h->dirty_bytes -= n;
-        purged += n;
+    hak_superslab_t *tail = h->warm;
+    while (tail && tail->next) tail = tail->next;
+    for (int pass = 0; pass < 2; pass++) {
+        for (hak_superslab_t *ss = tail; ss && h->dirty_bytes > target; ss = ss->prev) {
+            if (pass == 0 && ss_tier_is_hot(ss)) continue;
+            size_t n = superslab_purge(ss);
+            h->dirty_bytes -= n;
+            purged += n;
+        }
     }
+    for (hak_superslab_t *ss = h->warm; ss; ss = ss->next) ss->tier = HAK_TIER_COLD;
     return purged;
 }
 
