@@ -139,7 +139,7 @@ typedef struct hak_class_stats {
     uint64_t refills, flushes;        /* bin ran dry / overflowed */
     uint64_t warm_hits, warm_misses;  /* refill served by a partial slab / needed a new slab */
     uint64_t prefills;                /* SuperSlabs taken from the shared pool */
-    uint64_t remote_frees;            /* frees by this thread into other heaps' slabs */
+    uint64_t remote_frees;            /* blocks this thread's bins sent back to other heaps' slabs */
     uint64_t page_first_touch;        /* debug: pages first touched by carving */
 } hak_class_stats_t;
 

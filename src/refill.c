@@ -303,7 +303,7 @@ static void blocks_return(hak_heap_t *h, void *list) {
                 n++;
             }
             last[0] = NULL;
-            HAK_STAT_ADD(h->stats[s->cls].remote_frees, 1);
+            HAK_STAT_ADD(h->stats[s->cls].remote_frees, n);
             /* A heap whose thread exited has nobody to take its blocks back
              * (until a new thread adopts it): count them, and past a bound
              * this thread trims the orphans itself. */
