@@ -74,6 +74,7 @@
 #define HAK_FRONT_CAP_MAX   128
 #define HAK_FRONT_CAP_MIN   2
 #define WARM_POOL_PREFILL_BUDGET 2  /* SuperSlabs taken per shared-pool visit */
+#define HAK_CARVE_BYTES     4096    /* fresh blocks cut per refill (at least 8) */
 #define HAK_POOL_RETAIN_MAX 4       /* default of HAKMEM_POOL_RETAIN */
 #define HAK_ORPHAN_DEBT_MAX (4u << 20) /* then a thread trims exited threads' heaps */
 

@@ -227,10 +227,15 @@ static void slab_take_free(hak_slab_t *s, hak_bin_t *bin, uint32_t want) {
     s->used += n;
 }
 
-/* slab_carve: cut up to `want` never-used blocks off the slab's frontier. */
+/* slab_carve: cut up to `want` never-used blocks off the slab's frontier,
+ * but no more than about HAK_CARVE_BYTES at a time (at least 8 blocks):
+ * carving writes every block it cuts, so a thread that needs three 1 KiB
+ * blocks touches 16 KiB, not the 64 KiB a full refill would. */
 static void slab_carve(hak_heap_t *h, hak_slab_t *s, hak_bin_t *bin, uint32_t want) {
     uint32_t bsize = s->bsize;
-    uint32_t n = want;
+    uint32_t n = want, step = HAK_CARVE_BYTES / bsize;
+    if (step < 8) step = 8;
+    if (n > step) n = step;
     if (s->carved + (uint64_t)n * bsize > s->cap_end) n = (s->cap_end - s->carved) / bsize;
     uintptr_t base = hak_slab_base(s) + s->carved;
     void *head = bin->head;
