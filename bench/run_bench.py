@@ -89,6 +89,8 @@ def benchmarks(quick):
         ("realloc growth %s" % tag(2_000_000), "bench_realloc", [it(2_000_000), 16 // div, 42]),
         # 20 live buffers of 5-25 MiB, each new one written in full
         ("largebuf 20x5-25MiB %d" % it(300), "bench_largebuf", [it(300), 42]),
+        # 2000 threads holding 50 small blocks each: peak RSS is the figure
+        ("threads 2000x50 blocks", "bench_threads", [2000 // div]),
         # RSS over time: 1 GiB of mixed blocks, free 90%, free all, trim
         ("rss 1GiB", "bench_rss", [1024 // div, 42]),
     ]
