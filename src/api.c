@@ -10,11 +10,17 @@
  *
  *   free(p)
  *     free_tiny_fast                registry says p is in a SuperSlab, its slab
- *                                   (found by masking) is ours, p is a block
- *                                   start, and its free key is not set: push
- *       -> unified_cache_flush      (refill.c) bin over its cap
- *       -> free_gate_slow           anything else: remote free, double free,
- *                                   invalid pointer, large block, NULL
+ *                                   (found by masking) says p starts a block
+ *                                   that was handed out, its free key is not
+ *                                   set: push on this thread's bin, whichever
+ *                                   thread's slab the block belongs to
+ *       -> bin_push_slow            bin full (then unified_cache_flush sends
+ *                                   half back, other heaps' blocks as remote
+ *                                   frees), or the thread has no heap yet
+ *       -> free_small_slow          later slot of a span, double free, bad
+ *                                   pointer inside a SuperSlab
+ *       -> free_gate_slow           not in a SuperSlab: NULL, large block,
+ *                                   invalid pointer
  *
  * The hit paths take no lock, make no atomic operation and no system call.
  */

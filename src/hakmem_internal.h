@@ -4,10 +4,11 @@
  *
  *   heap (hak_heap_t)      one per thread, reached through one initial-exec
  *                          TLS pointer (hak_tl_heap).  Holds the front cache
- *                          ("unified cache": one LIFO bin per size class), the
- *                          partial-slab list per class, the warm pool of
+ *                          ("unified cache": one LIFO bin per size class, of
+ *                          blocks this thread freed, whoever allocated them),
+ *                          the partial-slab list per class, the warm pool of
  *                          SuperSlabs with free slab slots, and the queue of
- *                          slabs that received frees from other threads.
+ *                          its slabs that other threads sent blocks back to.
  *   SuperSlab              a 2 MiB region aligned to 2 MiB.  Its first 64 KiB
  *   (hak_superslab_t)      hold the header and the 31 slab descriptors; the
  *                          other 31 x 64 KiB are slabs.  A SuperSlab belongs

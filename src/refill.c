@@ -13,8 +13,9 @@
  *                                     bin: lock-free push to the slab
  *
  * Everything here touches only the calling thread's heap, except
- * hak_free_remote (atomics on the slab and the owner's remote queue) and the
- * shared pool (its lock).
+ * hak_free_remote_chain (atomics on another heap's slab and remote queue),
+ * the shared pool and the orphan list (one lock), and hak_heap_trim_orphans,
+ * which acts for heaps whose threads exited while they are off that list.
  */
 #include <errno.h>
 #include <string.h>
