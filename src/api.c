@@ -30,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/auxv.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "hakmem.h"
@@ -91,7 +92,9 @@ static void init_once_fn(void) {
     uint64_t r = 0;
     const unsigned char *rnd = (const unsigned char *)getauxval(AT_RANDOM);
     if (rnd) memcpy(&r, rnd + 8, sizeof r);
-    r ^= (uint64_t)__builtin_ia32_rdtsc() * 0x9E3779B97F4A7C15ull;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    r ^= ((uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 30)) * 0x9E3779B97F4A7C15ull;
     r ^= (uint64_t)(uintptr_t)&r;
     hak_free_key = (uintptr_t)((r & ~(uint64_t)0xF) | 0xA);
     hak_options_init();

@@ -61,7 +61,11 @@
 #define HAK_SLAB_SHIFT      16                      /* slab: 64 KiB */
 #define HAK_SLAB_SIZE       ((uintptr_t)1 << HAK_SLAB_SHIFT)
 #define HAK_SLABS_PER_SS    32                      /* slot 0 holds the header */
+#if defined(__aarch64__)
+#define HAK_ADDR_BITS       48                      /* aarch64 user space */
+#else
 #define HAK_ADDR_BITS       47                      /* x86-64 user space */
+#endif
 #define HAK_REGISTRY_SIZE   ((size_t)1 << (HAK_ADDR_BITS - HAK_SS_SHIFT))
 
 #define HAK_TINY_MAX        1024                    /* the report's tiny tier */
