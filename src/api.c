@@ -99,6 +99,7 @@ static void init_once_fn(void) {
     hak_free_key = (uintptr_t)((r & ~(uint64_t)0xF) | 0xA);
     hak_options_init();
     if (hak_opt.verbose) hak_options_print();
+    hak_stats_init();
     pthread_key_create(&hak_thread_key, thread_exit);
     pthread_atfork(fork_prepare, fork_parent, fork_child);
 }

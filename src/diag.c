@@ -7,15 +7,17 @@
 
 #include "hakmem_internal.h"
 
-void hak_write_err(const char *s) {
+void hak_write_fd(int fd, const char *s) {
     size_t n = strlen(s);
     while (n > 0) {
-        ssize_t w = write(2, s, n);
+        ssize_t w = write(fd, s, n);
         if (w <= 0) return;
         s += w;
         n -= (size_t)w;
     }
 }
+
+void hak_write_err(const char *s) { hak_write_fd(2, s); }
 
 static char *put_str(char *o, char *end, const char *s) {
     while (*s && o < end) *o++ = *s++;

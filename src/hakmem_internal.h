@@ -303,6 +303,7 @@ HAK_INLINE void *bin_take(hak_heap_t *h, unsigned cls) {
 __attribute__((noreturn)) void hak_fatal_ptr(const char *fn, const char *what, const void *p);
 __attribute__((noreturn)) void hak_fatal(const char *msg);
 void hak_write_err(const char *s);
+void hak_write_fd(int fd, const char *s);
 
 /* os.c: the only code that talks to the kernel about memory.
  *   hak_os_map(size)            fresh zeroed read/write pages, or NULL
@@ -348,6 +349,7 @@ void   hak_large_fork_child(void);
 /* options.c, stats.c */
 void hak_options_init(void);
 void hak_options_print(void);
+void hak_stats_init(void);
 hak_heap_t *hak_heap_list(void);
 
 /* api.c */

@@ -151,22 +151,31 @@ HAK_EXPORT size_t hak_stats_json(char *buf, size_t size) {
     return o.len;
 }
 
-static void print_with(void (*fmt)(out_t *, const snapshot_t *)) {
-    static char buf[16384];    /* static: this can run on a small stack at exit */
-    static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+/* HAKMEM_STATS prints at exit on a copy of stderr taken at start-up: some
+ * programs (GNU coreutils among them) close stderr before they exit. */
+static int stats_fd = 2;
+
+void hak_stats_init(void) {
+    if (!hak_opt.stats) return;
+    int fd = fcntl(2, F_DUPFD_CLOEXEC, 64);
+    if (fd >= 0) stats_fd = fd;
+}
+
+/* On the caller's stack (about 20 KiB) and without a lock, so that a child
+ * forked while another thread was printing can still print at its exit. */
+static void print_with(int fd, void (*fmt)(out_t *, const snapshot_t *)) {
+    char buf[16384];
     snapshot_t s;
-    pthread_mutex_lock(&lock);
     snapshot(&s);
     out_t o = { buf, sizeof buf, 0 };
     fmt(&o, &s);
     buf[o.len < sizeof buf ? o.len : sizeof buf - 1] = 0;
-    hak_write_err(buf);
-    pthread_mutex_unlock(&lock);
+    hak_write_fd(fd, buf);
 }
 
-HAK_EXPORT void hak_stats_print(void) { print_with(format_table); }
+HAK_EXPORT void hak_stats_print(void) { print_with(2, format_table); }
 
 __attribute__((destructor)) static void stats_at_exit(void) {
-    if (hak_opt.stats == 1) print_with(format_table);
-    else if (hak_opt.stats == 2) print_with(format_json);
+    if (hak_opt.stats == 1) print_with(stats_fd, format_table);
+    else if (hak_opt.stats == 2) print_with(stats_fd, format_json);
 }

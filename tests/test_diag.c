@@ -290,7 +290,12 @@ static int child_workload(void)
             return 3;
         free(slot[i]);
     }
-    return hak_check() == 0 ? 0 : 4;
+    if (hak_check() != 0)
+        return 4;
+    /* Like GNU coreutils, which close stderr before exiting. */
+    if (getenv("TEST_CLOSE_STDERR"))
+        close(2);
+    return 0;
 }
 
 static int do_exec_self(void *arg)
@@ -758,6 +763,16 @@ static void test_opt_stats_table(void **state)
     assert_null(line_starting(g_err, "{\"build\""));
 }
 
+/* The table printed at exit still arrives when the program closed stderr. */
+static void test_opt_stats_after_stderr_closed(void **state)
+{
+    (void)state;
+    static const char *const env[] = { "HAKMEM_STATS=1", "TEST_CLOSE_STDERR=1", NULL };
+    run_self(env, "HAKMEM_STATS=1 with stderr closed by the program");
+    assert_contains(g_err, "hakmem statistics", "HAKMEM_STATS=1, stderr closed");
+    assert_contains(g_err, "warm pool hit rate:", "HAKMEM_STATS=1, stderr closed");
+}
+
 static void test_opt_stats_json(void **state)
 {
     (void)state;
@@ -849,6 +864,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_stats_table),
         cmocka_unit_test(test_opt_none),
         cmocka_unit_test(test_opt_stats_table),
+        cmocka_unit_test(test_opt_stats_after_stderr_closed),
         cmocka_unit_test(test_opt_stats_json),
         cmocka_unit_test(test_opt_unknown),
         cmocka_unit_test(test_opt_bad_values),
