@@ -63,7 +63,8 @@ $(eval $(call FLAVOR_RULES,counters))
 # ---------------------------------------------------------------- benchmarks
 BENCH_CFLAGS := -std=gnu11 -O2 -Wall -Wextra -Iinclude
 BENCHES := $(B)/bench_random_mixed $(B)/bench_mt_mixed $(B)/bench_prodcons \
-           $(B)/bench_largebuf $(B)/bench_rss $(B)/bench_realloc $(B)/bench_threads
+           $(B)/bench_largebuf $(B)/bench_rss $(B)/bench_realloc $(B)/bench_threads \
+           $(B)/bench_large_remote $(B)/bench_server
 
 $(B)/bench_%: bench/bench_%.c bench/bench_common.h
 	@mkdir -p $(B)

@@ -156,11 +156,26 @@ static inline void bench_print_result(uint64_t ops, double seconds)
     fflush(stdout);
 }
 
-/* Store one byte through a volatile pointer, so the block is really touched
- * and the compiler cannot drop the store (nor, with it, the allocation). */
-static inline void bench_touch(void *p, char v)
+/* Write a block of `size` bytes the way a program that uses it would reach
+ * every page of it: the first byte, one byte every BENCH_PAGE bytes after
+ * it, and the last byte.  Stepping by a page from the first byte lands in
+ * every page the block spans (whatever its alignment) and the last byte
+ * covers the final one, so each page of the block is faulted in if it was
+ * not resident.  A block under a page costs two stores, first and last byte.
+ * The stores go through a volatile pointer, so the compiler can drop neither
+ * them nor, with them, the allocation.  size 0 writes nothing. */
+#define BENCH_PAGE 4096
+
+static inline void bench_touch(void *p, size_t size, char v)
 {
-    *(volatile char *)p = v;
+    volatile char *c = (volatile char *)p;
+    if (size == 0)
+        return;
+    c[0] = v;
+    if (size > BENCH_PAGE)
+        for (size_t off = BENCH_PAGE; off < size - 1; off += BENCH_PAGE)
+            c[off] = v;
+    c[size - 1] = v;
 }
 
 /* Read back one byte the same way. */

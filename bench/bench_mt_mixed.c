@@ -1,10 +1,15 @@
 /* bench_mt_mixed: bench_random_mixed on N threads at once.
  *
  * usage: bench_mt_mixed [threads] [iterations_per_thread] [working_set] [seed]
+ *                       [min_size] [max_size]
  *        defaults        2         1000000                 256           42
+ *                        16         1024
  *
  * Every thread owns its slots and its PRNG (seeded from seed + thread index)
- * and runs the random_mixed loop with sizes 16..1024.  All threads start
+ * and runs the random_mixed loop with sizes uniform in [min_size, max_size],
+ * writing each new block's first and last byte and one byte per 4096-byte
+ * page in between (bench_touch).  With a large size band this is the
+ * random_mixed band rows on N threads at once.  All threads start
  * together from a barrier; the time is the wall time from the earliest
  * thread leaving the barrier to the last thread finishing its loop.
  * ops = threads * iterations_per_thread.
@@ -14,15 +19,13 @@
 #include <pthread.h>
 #include <string.h>
 
-#define MIN_SIZE 16
-#define MAX_SIZE 1024
-
 struct worker {
     pthread_t tid;
     uint64_t index;
     uint64_t iters;
     uint64_t ws;
     uint64_t seed;
+    uint64_t minsz, maxsz;
     pthread_barrier_t *barrier;
     double t_start, t_end;
     int failed;
@@ -51,13 +54,13 @@ static void *worker_main(void *arg)
             free(p);
             slots[k] = NULL;
         } else {
-            size_t sz = (size_t)bench_rng_range(&rng, MIN_SIZE, MAX_SIZE);
+            size_t sz = (size_t)bench_rng_range(&rng, w->minsz, w->maxsz);
             p = malloc(sz);
             if (!p) {
                 w->failed = 1;
                 break;
             }
-            bench_touch(p, (char)i);
+            bench_touch(p, sz, (char)i);
             slots[k] = p;
         }
     }
@@ -75,9 +78,16 @@ int main(int argc, char **argv)
     uint64_t iters    = bench_arg_u64(argc, argv, 2, "iterations_per_thread", 1000000, 1, UINT64_MAX / 2048);
     uint64_t ws       = bench_arg_u64(argc, argv, 3, "working_set", 256, 1, (uint64_t)1 << 32);
     uint64_t seed     = bench_arg_u64(argc, argv, 4, "seed", 42, 0, UINT64_MAX);
-    if (argc > 5) {
-        fprintf(stderr, "usage: %s [threads] [iterations_per_thread] [working_set] [seed]\n",
-                argv[0]);
+    uint64_t minsz    = bench_arg_u64(argc, argv, 5, "min_size", 16, 1, (uint64_t)1 << 40);
+    uint64_t maxsz    = bench_arg_u64(argc, argv, 6, "max_size", 1024, 1, (uint64_t)1 << 40);
+    if (argc > 7) {
+        fprintf(stderr, "usage: %s [threads] [iterations_per_thread] [working_set] [seed]"
+                        " [min_size] [max_size]\n", argv[0]);
+        return 2;
+    }
+    if (minsz > maxsz) {
+        fprintf(stderr, "%s: min_size %" PRIu64 " > max_size %" PRIu64 "\n",
+                argv[0], minsz, maxsz);
         return 2;
     }
 
@@ -94,6 +104,8 @@ int main(int argc, char **argv)
         w[t].iters = iters;
         w[t].ws = ws;
         w[t].seed = seed;
+        w[t].minsz = minsz;
+        w[t].maxsz = maxsz;
         w[t].barrier = &barrier;
         int rc = pthread_create(&w[t].tid, NULL, worker_main, &w[t]);
         if (rc != 0) {

@@ -1,8 +1,9 @@
 /* bench_prodcons: remote frees.  T threads in a ring: each allocates blocks
- * (uniform sizes 16..1024) in batches, writes a byte into each, and hands
- * every batch to the next thread, which checks the bytes and frees the
- * blocks.  So every block is freed by a thread other than the one that
- * allocated it, and every thread is both producer and consumer.
+ * (uniform sizes 16..1024) in batches, writes each one's first and last byte
+ * (bench_touch), and hands every batch to the next thread, which checks the
+ * first bytes and frees the blocks.  So every block is freed by a thread
+ * other than the one that allocated it, and every thread is both producer
+ * and consumer.
  *
  * usage: bench_prodcons [threads] [blocks_per_thread] [seed]
  *        defaults        2         1000000             42
@@ -73,9 +74,10 @@ static void *worker_main(void *arg) {
     w->start = bench_now();
     for (uint64_t b = 0; b < w->batches; b++) {
         for (unsigned k = 0; k < BATCH; k++) {
-            char *p = malloc((size_t)bench_rng_range(&r, MIN_SIZE, MAX_SIZE));
+            size_t sz = (size_t)bench_rng_range(&r, MIN_SIZE, MAX_SIZE);
+            char *p = malloc(sz);
             if (!p) { w->bad = 1; return NULL; }
-            bench_touch(p, mine);
+            bench_touch(p, sz, mine);
             out[k] = p;
         }
         send_batch(next, out);

@@ -5,9 +5,10 @@
  *
  * working_set slots start empty.  Each iteration picks a slot uniformly at
  * random: a full slot is freed and emptied, an empty one receives
- * malloc(uniform size in [min_size, max_size]) and the block's first byte is
- * written.  Only the loop is timed; ops = iterations.  The remaining blocks
- * are freed after the clock stops.
+ * malloc(uniform size in [min_size, max_size]) and the block is written:
+ * its first and last byte and one byte per 4096-byte page in between
+ * (bench_touch).  Only the loop is timed; ops = iterations.  The remaining
+ * blocks are freed after the clock stops.
  */
 #include "bench_common.h"
 
@@ -53,7 +54,7 @@ int main(int argc, char **argv)
                         argv[0], sz, i);
                 return 1;
             }
-            bench_touch(p, (char)i);
+            bench_touch(p, sz, (char)i);
             slots[k] = p;
         }
     }

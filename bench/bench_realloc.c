@@ -4,7 +4,10 @@
  *            freed and started again (realloc on every append);
  *   vectors: 8-byte elements pushed one at a time, capacity doubled by
  *            realloc when full, up to a random 1..4M elements (8..32 MiB).
- * Every appended byte/element is written; the result is checked at the end.
+ * Every appended byte/element is written, and every new vector capacity is
+ * touched when realloc returns it (first and last byte and a byte per page,
+ * bench_touch), so all memory allocated is written; the result is checked
+ * at the end.
  * ops = number of realloc calls.
  *
  *   usage: bench_realloc [string_appends] [vectors] [seed]
@@ -58,6 +61,8 @@ int main(int argc, char **argv) {
                 if (!nv) { fprintf(stderr, "bench_realloc: realloc failed\n"); return 1; }
                 vec = nv;
                 ops++;
+                /* the elements already there are kept; write the rest */
+                bench_touch(vec + n, (cap - n) * sizeof *vec, (char)n);
             }
             vec[n] = n * 2654435761u;
         }

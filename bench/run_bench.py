@@ -5,14 +5,22 @@ The benchmark programs (build/bench_*) call the standard malloc/free; each
 allocator is swapped in with LD_PRELOAD, so all of them pay the same call
 cost.  Runs alternate between allocators inside every repetition; the table
 reports, per (benchmark, allocator), the median ops/s and the median peak RSS
-over the repetitions.
+over the repetitions.  After the timed repetitions every (benchmark,
+allocator) runs once more under `strace -f -c` to count its mmap-family
+system calls (mmap munmap mremap madvise brk mprotect, over the whole
+process, dynamic loader included) per 1,000 operations; "n/a" where strace is
+missing, cannot trace, or --no-strace is given.
 
 stdout carries only the report (header line + markdown table); progress and
 diagnostics go to stderr.  Exit status: 0 if every run succeeded, 1 if any
 run failed (shown as FAILED in the table), 2 on a usage/setup error.
 
 usage: run_bench.py [--lib build/libhakmem.so] [--bindir build] [--reps N]
-                    [--quick] [--out FILE] [--only a,b,...] [--timeout SEC]
+                    [--quick] [--out FILE] [--only a,b,...] [--rows a,b,...]
+                    [--no-strace] [--timeout SEC]
+
+--rows (default $BENCH_ROWS) keeps the rows whose name contains one of the
+comma-separated substrings, e.g. --rows band,server or BENCH_ROWS=remote.
 """
 
 import argparse
@@ -26,6 +34,7 @@ import statistics
 import struct
 import subprocess
 import sys
+import tempfile
 import time
 
 # bench_rss also prints "rss_kb: start N peak N after_free90 N ..."
@@ -34,6 +43,13 @@ RESULT_RE = re.compile(
     r"^ops/s: (\d+) peak_rss_kb: (-?\d+) ops: (\d+) seconds: ([0-9.eE+-]+)\s*$",
     re.MULTILINE,
 )
+
+# The system calls counted by the strace pass: the ones an allocator uses to
+# get memory from the kernel and give it back.
+SYSCALLS = ["mmap", "munmap", "mremap", "madvise", "brk", "mprotect"]
+# A line of strace -c's summary: % time, seconds, usecs/call, calls,
+# [errors], syscall.
+STRACE_LINE_RE = re.compile(r"^\s*[0-9.]+\s+[0-9.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?(\w+)\s*$")
 
 # name -> (sonames to look for, in order of preference; Debian package)
 THIRD_PARTY = [
@@ -64,13 +80,24 @@ def log(msg):
 def benchmarks(quick):
     """(row name, binary, argv tail).  The report's figure is random_mixed at
     1M iterations; runs that short last a few milliseconds here, so the longer
-    rows are the ones to trust.  --quick divides the iterations by 5."""
+    rows are the ones to trust.  --quick divides the iterations by 5.
+
+    Every benchmark writes the blocks it allocates: at least the first and
+    last byte and one byte per 4096-byte page (bench_touch in
+    bench_common.h), so large blocks cost their page faults.  The counts of
+    the large-block rows are set so that glibc takes about 0.2-1.5 s each on
+    a 2-core machine."""
     div = 5 if quick else 1
     def it(n):
-        return n // div
+        return max(n // div, 1)
     def tag(n):
         n = it(n)
-        return "%dM" % (n // 1_000_000) if n % 1_000_000 == 0 else "%dk" % (n // 1000)
+        if n % 1_000_000 == 0:
+            return "%dM" % (n // 1_000_000)
+        if n % 1000 == 0:
+            return "%dk" % (n // 1000)
+        return "%d" % n
+    KiB, MiB = 1024, 1024 * 1024
     rows = [
         ("random_mixed 1T %s ws256" % tag(1_000_000), "bench_random_mixed", [it(1_000_000), 256, 42]),
         ("random_mixed 1T %s ws256" % tag(20_000_000), "bench_random_mixed", [it(20_000_000), 256, 42]),
@@ -78,13 +105,30 @@ def benchmarks(quick):
         ("mt_mixed 4T %s/thread" % tag(5_000_000), "bench_mt_mixed", [4, it(5_000_000), 256, 42]),
         ("prodcons 2T %s/thread" % tag(5_000_000), "bench_prodcons", [2, it(5_000_000), 42]),
         ("prodcons 4T %s/thread" % tag(5_000_000), "bench_prodcons", [4, it(5_000_000), 42]),
-        # size bands: the same random_mixed loop over larger sizes
-        ("band 1-64KiB %s" % tag(2_000_000), "bench_random_mixed",
-         [it(2_000_000), 256, 42, 1024, 65536]),
-        ("band 64KiB-1MiB %s" % tag(500_000), "bench_random_mixed",
-         [it(500_000), 256, 42, 65536, 1048576]),
-        ("band 1-32MiB %s" % tag(50_000), "bench_random_mixed",
-         [it(50_000), 256, 42, 1048576, 33554432]),
+        # size bands: the random_mixed loop (ws slots, each step frees or
+        # allocates) over larger sizes; every block written once per page
+        ("band 1-64KiB ws256 %s" % tag(2_000_000), "bench_random_mixed",
+         [it(2_000_000), 256, 42, 1 * KiB, 64 * KiB]),
+        ("band 64KiB-1MiB ws64 %s" % tag(200_000), "bench_random_mixed",
+         [it(200_000), 64, 42, 64 * KiB, 1 * MiB]),
+        ("band 64KiB-1MiB ws256 %s" % tag(300_000), "bench_random_mixed",
+         [it(300_000), 256, 42, 64 * KiB, 1 * MiB]),
+        ("band 256KiB-1MiB ws64 %s" % tag(200_000), "bench_random_mixed",
+         [it(200_000), 64, 42, 256 * KiB, 1 * MiB]),
+        # about 8 (ws16) and 32 (ws64) live blocks of 1-32 MiB: peak RSS up
+        # to about 1 GiB
+        ("band 1-32MiB ws16 %s" % tag(2000), "bench_random_mixed",
+         [it(2000), 16, 42, 1 * MiB, 32 * MiB]),
+        ("band 1-32MiB ws64 %s" % tag(2000), "bench_random_mixed",
+         [it(2000), 64, 42, 1 * MiB, 32 * MiB]),
+        # the 64KiB-1MiB ws64 band on 2 threads at once
+        ("mt_mixed 2T band 64KiB-1MiB ws64 %s/thread" % tag(150_000), "bench_mt_mixed",
+         [2, it(150_000), 64, 42, 64 * KiB, 1 * MiB]),
+        # one thread allocates 256KiB-4MiB blocks, another frees them
+        ("large_remote 256KiB-4MiB %s" % tag(3000), "bench_large_remote",
+         [it(3000), 42, 256 * KiB, 4 * MiB]),
+        # 2 threads, requests with 64KiB-4MiB buffers partly filled, 4 held
+        ("server 2T 64KiB-4MiB %s/thread" % tag(5000), "bench_server", [2, it(5000), 42]),
         # strings growing by appending, vectors growing by doubling
         ("realloc growth %s" % tag(2_000_000), "bench_realloc", [it(2_000_000), 16 // div, 42]),
         # 20 live buffers of 5-25 MiB, each new one written in full
@@ -95,6 +139,17 @@ def benchmarks(quick):
         ("rss 1GiB", "bench_rss", [1024 // div, 42]),
     ]
     return [(name, binary, [str(a) for a in args]) for name, binary, args in rows]
+
+
+def select_rows(rows, spec):
+    """The rows whose name contains one of the comma-separated substrings in
+    spec (all rows if spec is empty); (rows, substrings that matched none)."""
+    wanted = [w.strip() for w in (spec or "").split(",") if w.strip()]
+    if not wanted:
+        return rows, []
+    kept = [r for r in rows if any(w in r[0] for w in wanted)]
+    unmatched = [w for w in wanted if not any(w in r[0] for r in rows)]
+    return kept, unmatched
 
 
 # ------------------------------------------------------------ allocators
@@ -169,36 +224,127 @@ def find_library(sonames, want_elf, cache):
 
 # ---------------------------------------------------------------- running
 
+def run_cmd(argv, env, preload, timeout):
+    """Run a benchmark command; return (stdout, None) or (None, error)."""
+    try:
+        p = subprocess.run(argv, env=env, capture_output=True,
+                           text=True, errors="replace", timeout=timeout)
+    except subprocess.TimeoutExpired as e:
+        err = e.stderr.decode("utf-8", "replace") if isinstance(e.stderr, bytes) else (e.stderr or "")
+        return None, "timeout after %ss; %s" % (timeout, tail(err))
+    except OSError as e:
+        return None, str(e)
+    # The dynamic loader only warns and falls back to glibc when a preload
+    # library cannot be loaded: that must not count as a result.
+    if preload and "cannot be preloaded" in p.stderr:
+        return None, "preload failed: " + tail(p.stderr)
+    if p.returncode != 0:
+        how = ("signal %d" % -p.returncode) if p.returncode < 0 else ("exit %d" % p.returncode)
+        return None, "%s; %s" % (how, tail(p.stderr))
+    if not RESULT_RE.search(p.stdout):
+        return None, "no result line; stdout: %s; stderr: %s" % (tail(p.stdout), tail(p.stderr))
+    return p.stdout, None
+
+
 def run_one(binary, args, preload, timeout):
-    """Run one benchmark; return (ops_per_s, rss_kb, None) or (None, None, error)."""
+    """Run one benchmark; return (ops_per_s, rss_kb, None, phases) or
+    (None, None, error, None)."""
     env = dict(os.environ)
     env.pop("LD_PRELOAD", None)
     if preload:
         env["LD_PRELOAD"] = preload
-    try:
-        p = subprocess.run([binary] + args, env=env, capture_output=True,
-                           text=True, errors="replace", timeout=timeout)
-    except subprocess.TimeoutExpired as e:
-        err = e.stderr.decode("utf-8", "replace") if isinstance(e.stderr, bytes) else (e.stderr or "")
-        return None, None, "timeout after %ss; %s" % (timeout, tail(err)), None
-    except OSError as e:
-        return None, None, str(e), None
-    # The dynamic loader only warns and falls back to glibc when a preload
-    # library cannot be loaded: that must not count as a result.
-    if preload and "cannot be preloaded" in p.stderr:
-        return None, None, "preload failed: " + tail(p.stderr), None
-    if p.returncode != 0:
-        how = ("signal %d" % -p.returncode) if p.returncode < 0 else ("exit %d" % p.returncode)
-        return None, None, "%s; %s" % (how, tail(p.stderr)), None
-    m = RESULT_RE.search(p.stdout)
-    if not m:
-        return None, None, "no result line; stdout: %s; stderr: %s" % (tail(p.stdout), tail(p.stderr)), None
+    out, err = run_cmd([binary] + args, env, preload, timeout)
+    if err:
+        return None, None, err, None
+    m = RESULT_RE.search(out)
     phases = None
-    pm = PHASES_RE.search(p.stdout)
+    pm = PHASES_RE.search(out)
     if pm:
         words = pm.group(1).split()
         phases = {words[i]: int(words[i + 1]) for i in range(0, len(words) - 1, 2)}
     return int(m.group(1)), int(m.group(2)), None, phases
+
+
+def strace_setup():
+    """The strace command prefix for counting SYSCALLS, or (None, reason).
+    --seccomp-bpf (strace >= 5.3) stops the tracee only on the traced calls,
+    so futex-heavy benchmarks do not crawl; older strace works without it."""
+    exe = shutil.which("strace")
+    if not exe:
+        return None, "strace is not installed (Debian package: strace)"
+    base = [exe, "-f", "-qq", "-c", "-e", "trace=" + ",".join(SYSCALLS)]
+    why = "unknown"
+    for extra in (["--seccomp-bpf"], []):
+        with tempfile.NamedTemporaryFile(prefix="run_bench-strace-", suffix=".txt") as f:
+            try:
+                p = subprocess.run(base + extra + ["-o", f.name, "--", "true"],
+                                   capture_output=True, text=True, errors="replace", timeout=30)
+            except (OSError, subprocess.SubprocessError) as e:
+                why = str(e)
+                continue
+            if p.returncode == 0 and parse_strace_summary(f.name) is not None:
+                return base + extra, None
+            why = "exit %d; %s" % (p.returncode, tail(p.stderr))
+    return None, "strace cannot trace here (%s)" % why
+
+
+def parse_strace_summary(path):
+    """{syscall: calls} from strace -c's summary file, or None if it is not
+    one.  A run that made none of the traced calls has an empty table."""
+    try:
+        with open(path, errors="replace") as f:
+            text = f.read()
+    except OSError:
+        return None
+    if "syscall" not in text and text.strip():
+        return None
+    counts = {}
+    for line in text.splitlines():
+        m = STRACE_LINE_RE.match(line)
+        if m and m.group(2) != "total":
+            counts[m.group(2)] = counts.get(m.group(2), 0) + int(m.group(1))
+    return counts
+
+
+def strace_one(prefix, binary, args, preload, timeout):
+    """Run one benchmark under strace; return (calls per 1000 ops, counts,
+    ops, None) or (None, None, None, error).  strace itself runs without
+    LD_PRELOAD; -E hands it to the benchmark only."""
+    env = dict(os.environ)
+    env.pop("LD_PRELOAD", None)
+    fd, path = tempfile.mkstemp(prefix="run_bench-strace-", suffix=".txt")
+    os.close(fd)
+    try:
+        argv = prefix + ["-o", path]
+        if preload:
+            argv += ["-E", "LD_PRELOAD=" + preload]
+        out, err = run_cmd(argv + ["--", binary] + args, env, preload, timeout)
+        if err:
+            return None, None, None, err
+        counts = parse_strace_summary(path)
+        if counts is None:
+            return None, None, None, "unreadable strace summary"
+    finally:
+        os.unlink(path)
+    ops = int(RESULT_RE.search(out).group(3))
+    if ops <= 0:
+        return None, None, None, "ops is 0"
+    return sum(counts.values()) * 1000.0 / ops, counts, ops, None
+
+
+def fmt_rate(v):
+    """syscalls per 1,000 ops for the table."""
+    if v is None:
+        return "n/a"
+    if v == 0:
+        return "0"
+    if v < 0.0005:
+        return "<0.001"
+    if v < 1:
+        return "%.3f" % v
+    if v < 100:
+        return "%.1f" % v
+    return "%.0f" % v
 
 
 def tail(text, limit=200):
@@ -244,8 +390,14 @@ def main():
     ap.add_argument("--quick", action="store_true", help="fewer iterations, no 5M row")
     ap.add_argument("--out", help="also write the report (markdown) to this file")
     ap.add_argument("--only", help="comma-separated allocators to run (default: all)")
+    ap.add_argument("--rows", default=None,
+                    help="comma-separated substrings: run only the rows whose name contains "
+                         "one of them (default: $BENCH_ROWS, or all rows)")
+    ap.add_argument("--no-strace", action="store_true",
+                    help="skip the extra run under strace (syscalls/1k ops shows n/a)")
     ap.add_argument("--timeout", type=float, default=120.0,
-                    help="seconds before a single run counts as hung (default: 120)")
+                    help="seconds before a single run counts as hung (default: 120; "
+                         "twice that for the run under strace)")
     opts = ap.parse_args()
 
     reps = opts.reps
@@ -258,7 +410,14 @@ def main():
     if reps < 1:
         ap.error("reps must be >= 1")
 
-    rows = benchmarks(opts.quick)
+    all_rows = benchmarks(opts.quick)
+    row_spec = opts.rows if opts.rows is not None else os.environ.get("BENCH_ROWS", "")
+    rows, unmatched = select_rows(all_rows, row_spec)
+    if unmatched or not rows:
+        log("run_bench: --rows/BENCH_ROWS %r: no row matches %s; the rows are:\n  %s"
+            % (row_spec, ", ".join(repr(u) for u in unmatched) or "anything",
+               "\n  ".join(r[0] for r in all_rows)))
+        return 2
     binaries = {}
     for _, binary, _ in rows:
         path = os.path.abspath(os.path.join(opts.bindir, binary))
@@ -305,10 +464,17 @@ def main():
         log("run_bench: no allocator to run")
         return 2
 
+    strace_prefix, strace_why = None, "--no-strace given"
+    if not opts.no_strace:
+        strace_prefix, strace_why = strace_setup()
+        if not strace_prefix:
+            log("run_bench: %s: the syscalls/1k ops column will show n/a" % strace_why)
+
     started = time.monotonic()
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
-    header = "hakmem benchmarks: %s, %s, CPU: %s, nproc: %d, reps: %d%s" % (
-        date, platform.machine(), cpu_model(), nproc(), reps, ", quick" if opts.quick else "")
+    header = "hakmem benchmarks: %s, %s, CPU: %s, nproc: %d, reps: %d%s%s" % (
+        date, platform.machine(), cpu_model(), nproc(), reps, ", quick" if opts.quick else "",
+        (", rows: %s" % row_spec.strip()) if len(rows) < len(all_rows) else "")
     log(header)
     for name, path in allocators:
         log("  %-9s %s" % (name, path or "(glibc, no LD_PRELOAD)"))
@@ -316,8 +482,10 @@ def main():
         log("  %-9s skipped: %s" % (name, why))
 
     # results[(row, alloc)] = {"ops": [...], "rss": [...], "error": str|None}
-    results = {(r[0], a[0]): {"ops": [], "rss": [], "phases": [], "error": None}
+    results = {(r[0], a[0]): {"ops": [], "rss": [], "phases": [], "error": None,
+                              "syscalls": None}
                for r in rows for a in allocators}
+    width = max(len(r[0]) for r in rows)
     total = reps * len(rows) * len(allocators)
     done = 0
     for rep in range(reps):
@@ -330,26 +498,53 @@ def main():
                 cell = results[(row, name)]
                 if cell["error"]:
                     continue  # failed before: do not wait on it again
+                t0 = time.monotonic()
                 ops, rss, err, phases = run_one(binaries[binary], args, preload, opts.timeout)
+                wall = time.monotonic() - t0
                 if phases:
                     cell["phases"].append(phases)
                 if err:
                     cell["error"] = err
-                    log("[%d/%d] rep %d %-28s %-9s FAILED: %s" % (done, total, rep + 1, row, name, err))
+                    log("[%d/%d] rep %d %-*s %-9s FAILED: %s"
+                        % (done, total, rep + 1, width, row, name, err))
                 else:
                     cell["ops"].append(ops)
                     cell["rss"].append(rss)
-                    log("[%d/%d] rep %d %-28s %-9s %12d ops/s %8d KiB"
-                        % (done, total, rep + 1, row, name, ops, rss))
+                    log("[%d/%d] rep %d %-*s %-9s %12d ops/s %8d KiB %6.2f s"
+                        % (done, total, rep + 1, width, row, name, ops, rss, wall))
+
+    # One more run of each under strace, for the system call counts.  Its
+    # ops/s is not used: tracing slows the traced calls down.
+    if strace_prefix:
+        todo = [(r, a) for r in rows for a in allocators if not results[(r[0], a[0])]["error"]]
+        strace_started = time.monotonic()
+        for i, ((row, binary, args), (name, preload)) in enumerate(todo):
+            rate, counts, ops, err = strace_one(strace_prefix, binaries[binary], args, preload,
+                                                2 * opts.timeout)
+            if err:
+                log("[strace %d/%d] %-*s %-9s n/a: %s" % (i + 1, len(todo), width, row, name, err))
+                continue
+            results[(row, name)]["syscalls"] = rate
+            log("[strace %d/%d] %-*s %-9s %s per 1k ops (%s over %d ops)"
+                % (i + 1, len(todo), width, row, name, fmt_rate(rate),
+                   " ".join("%s %d" % (c, counts[c]) for c in SYSCALLS if counts.get(c))
+                   or "no calls", ops))
+        log("run_bench: strace pass: %d runs in %.1f s" % (len(todo), time.monotonic() - strace_started))
 
     lines = [header, ""]
     for name, path in allocators:
         lines.append("- %s: %s" % (name, path or "glibc (no LD_PRELOAD)"))
     for name, why in skipped:
         lines.append("- %s: skipped, %s" % (name, why))
+    if strace_prefix:
+        lines.append("- syscalls/1k ops: %s calls per 1,000 ops, whole process, one run under "
+                     "`strace -f -c`" % " ".join(SYSCALLS))
+    else:
+        lines.append("- syscalls/1k ops: not counted, %s" % strace_why)
     lines += ["",
-              "| benchmark | allocator | median ops/s | ratio to mimalloc | peak RSS (KiB) |",
-              "|---|---|--:|--:|--:|"]
+              "| benchmark | allocator | median ops/s | ratio to mimalloc | peak RSS (KiB) "
+              "| syscalls/1k ops |",
+              "|---|---|--:|--:|--:|--:|"]
     failed = False
     for row, _, _ in rows:
         ref = results.get((row, "mimalloc"))
@@ -359,12 +554,13 @@ def main():
             if cell["error"] or not cell["ops"]:
                 failed = True
                 msg = md_escape(cell["error"] or "no result")
-                lines.append("| %s | %s | FAILED | n/a | FAILED: %s |" % (row, name, msg))
+                lines.append("| %s | %s | FAILED | n/a | FAILED: %s | n/a |" % (row, name, msg))
                 continue
             med = statistics.median(cell["ops"])
             rss = statistics.median(cell["rss"])
             ratio = "%.2f" % (med / ref_ops) if ref_ops else "n/a"
-            lines.append("| %s | %s | %d | %s | %d |" % (row, name, round(med), ratio, round(rss)))
+            lines.append("| %s | %s | %d | %s | %d | %s |" % (row, name, round(med), ratio, round(rss),
+                                                          fmt_rate(cell["syscalls"])))
     # RSS over time (bench_rss): the median of each phase.
     phase_rows = [(row, name) for row, _, _ in rows for name, _ in allocators
                   if results[(row, name)]["phases"] and not results[(row, name)]["error"]]
@@ -389,16 +585,18 @@ def main():
             cell = results[(row, name)]
             if cell["ops"] and not cell["error"]:
                 lo, hi = min(cell["ops"]), max(cell["ops"])
-                log("  %-28s %-9s %12d .. %-12d (%.0f%%)"
-                    % (row, name, lo, hi, 100.0 * (hi - lo) / max(hi, 1)))
+                log("  %-*s %-9s %12d .. %-12d (%.0f%%)"
+                    % (width, row, name, lo, hi, 100.0 * (hi - lo) / max(hi, 1)))
 
     sys.stdout.write(report)
     sys.stdout.flush()
     if opts.out:
         with open(opts.out, "w") as f:
             f.write(report)
-    log("run_bench: %d runs in %.1f s%s" % (total, time.monotonic() - started,
-                                             "; SOME RUNS FAILED" if failed else ""))
+    traced = sum(1 for c in results.values() if c["syscalls"] is not None)
+    log("run_bench: %d runs%s in %.1f s%s"
+        % (total, (" + %d under strace" % traced) if strace_prefix else "",
+           time.monotonic() - started, "; SOME RUNS FAILED" if failed else ""))
     return 1 if failed else 0
 
 
