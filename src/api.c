@@ -186,12 +186,7 @@ static HAK_COLD void free_small_slow(void *p, const char *fn) {
 
 static HAK_COLD void free_gate_slow(void *p, const char *fn) {
     if (p == NULL) return;
-    if (((uintptr_t)p & (HAK_MIN_ALIGN - 1)) == 0) {
-        int r = hak_large_free(p);
-        if (r > 0) return;
-        if (r < 0) hak_fatal_ptr(fn, "double free of", p);
-    }
-    hak_fatal_ptr(fn, "invalid pointer", p);
+    hak_large_free(p, fn);
 }
 
 /* tiny_free_gate + free_tiny_fast: the registry says p is in a SuperSlab;
@@ -227,7 +222,7 @@ static size_t block_usable(void *p, const char *fn) {
         if (((uintptr_t *)p)[1] == hak_block_key(a)) hak_fatal_ptr(fn, "pointer to a freed block", p);
         return s->bsize;
     }
-    size_t n = (a & (HAK_MIN_ALIGN - 1)) ? 0 : hak_large_usable(p);
+    size_t n = hak_large_usable(p);
     if (n == 0) hak_fatal_ptr(fn, "invalid pointer", p);
     return n;
 }
@@ -259,10 +254,8 @@ HAK_EXPORT void *hak_realloc(void *p, size_t n) {
         if (n <= old && (n > HAK_SMALL_MAX || hak_size_class(n) == hak_size_class(old))) return p;
     } else {
         int handled = 0;
-        if (((uintptr_t)p & (HAK_MIN_ALIGN - 1)) == 0) {
-            void *r = hak_large_realloc(p, n, &handled);
-            if (handled) return r;
-        }
+        void *r = hak_large_realloc(p, n, &handled);
+        if (handled) return r;
         hak_fatal_ptr("realloc", "invalid pointer", p);
     }
     void *np = hak_malloc(n);

@@ -24,7 +24,9 @@
  *   registry               one byte per 2 MiB of address space: is this
  *                          region a SuperSlab of ours?  O(1), no hashing.
  *   shared pool            global list of empty SuperSlabs, under one lock.
- *   large blocks           > HAK_SMALL_MAX (256 KiB): direct mappings (large.c).
+ *   large blocks           > HAK_SMALL_MAX (256 KiB) up to hak_run_max() (32 MiB):
+ *                          runs of pages in 64 MiB regions (pagerun.c); above
+ *                          that, mappings of their own (huge.c).
  *
  * Memory layout of a SuperSlab:
  *
@@ -85,6 +87,8 @@
 
 #define HAK_SS_MAGIC        0x48414b4d53534c42ull   /* "HAKMSSLB" */
 #define HAK_REG_SS          1
+#define HAK_REG_RUN         2                       /* a page-run region (pagerun.c) */
+#define HAK_ARENAS          8                       /* page-run arenas, each with a lock */
 
 /* ------------------------------------------------------------------- types */
 struct hak_heap;
@@ -173,6 +177,7 @@ typedef struct hak_heap {
 typedef struct hak_options {
     long stats, verbose, front_budget_kib, pool_retain, large_cache_mib;
     long purge_retain_mib, purge_mode;
+    long large_decay_ms, large_run_max_mib, background_purge;
 } hak_options_t;
 extern hak_options_t hak_opt;
 
@@ -184,8 +189,14 @@ typedef struct hak_global_stats {
     uint64_t ss_in_pool;              /* empty SuperSlabs kept by the shared pool */
     uint64_t large_live, large_live_bytes;
     uint64_t large_cached_bytes;
-    uint64_t large_map_calls, large_cache_hits;
+    uint64_t large_map_calls;                       /* regions and huge mappings */
+    uint64_t large_cache_hits;                      /* served with resident pages: runs + huge cache */
     uint64_t purged_bytes;
+    uint64_t large_regions;                         /* page-run regions mapped now */
+    uint64_t large_runs_split, large_runs_coalesced;
+    uint64_t large_runs_reused;                     /* served with resident (dirty) pages */
+    uint64_t large_purged_decay_bytes, large_purged_bound_bytes;
+    uint64_t large_syscalls;                        /* mmap/munmap/mremap/madvise of the large tier */
 } hak_global_stats_t;
 extern hak_global_stats_t hak_gstats;
 #define HAK_GSTAT_ADD(field, n) __atomic_fetch_add(&hak_gstats.field, (n), __ATOMIC_RELAXED)
@@ -321,7 +332,6 @@ unsigned shared_pool_acquire(hak_superslab_t **out, unsigned max);
 void     shared_pool_release(hak_superslab_t *ss);
 size_t   shared_pool_trim(void);
 size_t   superslab_purge(hak_superslab_t *ss);
-size_t   hak_large_trim(void);
 void    *hak_meta_alloc(size_t size);
 int      ss_tier_is_hot(const hak_superslab_t *ss);
 
@@ -337,14 +347,27 @@ void  hak_heap_fork_child(hak_heap_t *self);
 size_t hak_heap_trim(hak_heap_t *h);
 size_t hak_heap_trim_orphans(void);
 
-/* large.c */
+/* pagerun.c: every block above HAK_SMALL_MAX (runs, or huge.c beyond
+ * hak_run_max()) */
+size_t hak_run_max(void);
 void  *hak_large_alloc(size_t size, size_t align, int zero);
-int    hak_large_free(void *p);               /* 0 if p is not a large block */
-size_t hak_large_usable(const void *p);       /* 0 if p is not a large block */
+void   hak_large_free(void *p, const char *fn);  /* aborts if p is not a live block */
+size_t hak_large_usable(const void *p);       /* 0 if p is not a live large block */
 void  *hak_large_realloc(void *p, size_t size, int *handled);
+size_t hak_large_trim(void);
 void   hak_large_fork_prepare(void);
 void   hak_large_fork_parent(void);
 void   hak_large_fork_child(void);
+
+/* huge.c: blocks above hak_run_max(), a mapping each */
+void  *hak_huge_alloc(size_t size, size_t align, int zero);
+int    hak_huge_free(void *p);                /* 1 freed, 0 unknown, -1 already freed */
+size_t hak_huge_usable(const void *p);        /* 0 if p is not a huge block */
+void  *hak_huge_realloc(void *p, size_t size, int *handled);
+size_t hak_huge_trim(void);
+void   hak_huge_fork_prepare(void);
+void   hak_huge_fork_parent(void);
+void   hak_huge_fork_child(void);
 
 /* options.c, stats.c */
 void hak_options_init(void);

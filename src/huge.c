@@ -1,11 +1,12 @@
-/* Large tier: blocks above HAK_SMALL_MAX are direct mappings.
+/* Huge blocks: above the page-run bound (pagerun.c, HAKMEM_LARGE_RUN_MAX_MIB)
+ * every block is its own mapping.
  *
  * A table (open addressing, keyed by the user pointer) records every live
- * large block, so free() can tell a large block from a bad pointer, and a
- * block needs no in-band header (any alignment up to the mapping's).  A few
- * recently freed mappings are kept for reuse so that a malloc/free loop on
- * one large size does not call the kernel each time.  One lock guards both;
- * every path here is dominated by system calls or page faults anyway.
+ * huge block, so free() can tell one from a bad pointer, and a block needs
+ * no in-band header (any alignment up to the mapping's).  A few recently
+ * freed mappings are kept for reuse so that a loop on one huge size does not
+ * map and fault it in each time.  One lock guards both: these blocks are
+ * rare, and every path here is dominated by system calls or page faults.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -34,14 +35,11 @@ static unsigned cache_n;
 static size_t cache_bytes;
 static size_t live_bytes;                    /* mapped by live large blocks */
 
-/* The cache may hold HAKMEM_LARGE_CACHE_MIB, or half of what live large
- * blocks map if that is more: a program cycling through big buffers reuses
- * them without faulting their pages in again, and once it frees them all the
- * bound falls back and the cache is unmapped down to the fixed part. */
-static size_t cache_bound(void) {
-    size_t fixed = (size_t)hak_opt.large_cache_mib << 20;
-    return live_bytes / 2 > fixed ? live_bytes / 2 : fixed;
-}
+/* The cache may hold half of what live huge blocks map: a program cycling
+ * through huge buffers reuses them without faulting their pages in again,
+ * and once it frees them all the cache is empty (the page runs keep the
+ * fixed HAKMEM_LARGE_CACHE_MIB reserve). */
+static size_t cache_bound(void) { return live_bytes / 2; }
 
 static size_t slot_of(uintptr_t ptr) {
     return (size_t)(((ptr >> 12) * 0x9E3779B97F4A7C15ull) >> 20) & (tab_cap - 1);
@@ -112,6 +110,7 @@ static uintptr_t cache_take(size_t need, size_t *size_out, uintptr_t *tail_base,
          * added pages are new (the kernel moves the old ones, no copy). */
         if (largest == CACHE_SLOTS || cache[largest].size < need / 2) return 0;
         void *np = mremap((void *)cache[largest].base, cache[largest].size, need, MREMAP_MAYMOVE);
+        HAK_GSTAT_ADD(large_syscalls, 1);
         if (np == MAP_FAILED) return 0;
         cache_bytes += need - cache[largest].size;
         HAK_GSTAT_ADD(large_cached_bytes, need - cache[largest].size);
@@ -154,7 +153,7 @@ static size_t large_round(size_t n) {
     return step > PAGE ? (n + step - 1) & ~(step - 1) : n;
 }
 
-void *hak_large_alloc(size_t size, size_t align, int zero) {
+void *hak_huge_alloc(size_t size, size_t align, int zero) {
     if (size > PTRDIFF_MAX - (size_t)(8u << 20) || align > ((size_t)1 << 40)) {
         errno = ENOMEM;
         return NULL;
@@ -172,13 +171,17 @@ void *hak_large_alloc(size_t size, size_t align, int zero) {
         reused = base != 0;
     }
     pthread_mutex_unlock(&large_lock);
-    if (tail_base) hak_os_unmap((void *)tail_base, tail_size);
+    if (tail_base) {
+        hak_os_unmap((void *)tail_base, tail_size);
+        HAK_GSTAT_ADD(large_syscalls, 1);
+    }
 
     if (!base) {
         map_size = need;
         base = (uintptr_t)hak_os_map_aligned(need, align > PAGE ? align : PAGE);
         if (!base) { errno = ENOMEM; return NULL; }
         HAK_GSTAT_ADD(large_map_calls, 1);
+        HAK_GSTAT_ADD(large_syscalls, 1);
     }
     ptr = base;
 
@@ -199,7 +202,7 @@ void *hak_large_alloc(size_t size, size_t align, int zero) {
 
 /* Returns 1 if p was a live large block (now freed), 0 if it is unknown,
  * -1 if it is a large block that was already freed (still cached). */
-int hak_large_free(void *p) {
+int hak_huge_free(void *p) {
     uintptr_t ptr = (uintptr_t)p;
     cached_map_t evict[CACHE_SLOTS + 1];
     unsigned nevict = 0;
@@ -235,10 +238,11 @@ int hak_large_free(void *p) {
     pthread_mutex_unlock(&large_lock);
     for (unsigned i = 0; i < nevict; i++) hak_os_unmap((void *)evict[i].base, evict[i].size);
     if (base) hak_os_unmap((void *)base, size);
+    HAK_GSTAT_ADD(large_syscalls, nevict + (base != 0));
     return 1;
 }
 
-size_t hak_large_usable(const void *p) {
+size_t hak_huge_usable(const void *p) {
     pthread_mutex_lock(&large_lock);
     large_ent_t *e = tab_find((uintptr_t)p);
     size_t n = e ? e->base + e->map_size - e->ptr : 0;
@@ -246,10 +250,10 @@ size_t hak_large_usable(const void *p) {
     return n;
 }
 
-/* realloc of a large block.  Stays a mapping above HAK_SMALL_MAX and is
+/* realloc of a huge block.  Stays a mapping above HAK_SMALL_MAX and is
  * resized with mremap (in place or moved by the kernel, never copied by us).
  * *handled = 0 if p is not a large block. */
-void *hak_large_realloc(void *p, size_t size, int *handled) {
+void *hak_huge_realloc(void *p, size_t size, int *handled) {
     uintptr_t ptr = (uintptr_t)p;
     pthread_mutex_lock(&large_lock);
     large_ent_t *e = tab_find(ptr);
@@ -267,6 +271,7 @@ void *hak_large_realloc(void *p, size_t size, int *handled) {
             return p;
         }
         void *np = mremap((void *)e->base, e->map_size, need, MREMAP_MAYMOVE);
+        HAK_GSTAT_ADD(large_syscalls, 1);
         if (np != MAP_FAILED) {
             HAK_GSTAT_ADD(large_live_bytes, need);
             HAK_GSTAT_SUB(large_live_bytes, e->map_size);
@@ -291,7 +296,7 @@ void *hak_large_realloc(void *p, size_t size, int *handled) {
 }
 
 /* malloc_trim: unmap every cached mapping; returns the bytes. */
-size_t hak_large_trim(void) {
+size_t hak_huge_trim(void) {
     cached_map_t local[CACHE_SLOTS];
     pthread_mutex_lock(&large_lock);
     unsigned n = cache_n;
@@ -302,9 +307,10 @@ size_t hak_large_trim(void) {
     cache_bytes = 0;
     pthread_mutex_unlock(&large_lock);
     for (unsigned i = 0; i < n; i++) hak_os_unmap((void *)local[i].base, local[i].size);
+    HAK_GSTAT_ADD(large_syscalls, n);
     return bytes;
 }
 
-void hak_large_fork_prepare(void) { pthread_mutex_lock(&large_lock); }
-void hak_large_fork_parent(void) { pthread_mutex_unlock(&large_lock); }
-void hak_large_fork_child(void) { pthread_mutex_init(&large_lock, NULL); }
+void hak_huge_fork_prepare(void) { pthread_mutex_lock(&large_lock); }
+void hak_huge_fork_parent(void) { pthread_mutex_unlock(&large_lock); }
+void hak_huge_fork_child(void) { pthread_mutex_init(&large_lock, NULL); }

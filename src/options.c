@@ -14,6 +14,9 @@ hak_options_t hak_opt = {
     .large_cache_mib = 16,
     .purge_retain_mib = 16,
     .purge_mode = 0,
+    .large_decay_ms = 500,
+    .large_run_max_mib = 32,
+    .background_purge = 0,
 };
 
 typedef struct {
@@ -33,7 +36,13 @@ static const option_desc_t options[] = {
     { "POOL_RETAIN", &hak_opt.pool_retain, 0, 1024,
       "empty 2 MiB SuperSlabs the shared pool keeps before unmapping" },
     { "LARGE_CACHE_MIB", &hak_opt.large_cache_mib, 0, 1 << 20,
-      "MiB of freed large mappings kept for reuse" },
+      "MiB of freed large-block pages kept resident (or a quarter of live large bytes)" },
+    { "LARGE_DECAY_MS", &hak_opt.large_decay_ms, 0, 3600000,
+      "ms a freed large-block page stays resident before it is purged" },
+    { "LARGE_RUN_MAX_MIB", &hak_opt.large_run_max_mib, 1, 48,
+      "blocks up to this (MiB) are page runs; larger ones get a mapping each" },
+    { "BACKGROUND_PURGE", &hak_opt.background_purge, 0, 1,
+      "1: a thread purges decayed large-block pages while the process is idle" },
     { "PURGE_RETAIN_MIB", &hak_opt.purge_retain_mib, 0, 1 << 20,
       "MiB of empty slabs a thread keeps resident before purging the coldest" },
     { "PURGE_MODE", &hak_opt.purge_mode, 0, 1,

@@ -108,6 +108,12 @@ static void format_table(out_t *o, const snapshot_t *s) {
         (unsigned long long)s->g.large_live, (unsigned long long)(s->g.large_live_bytes >> 10),
         (unsigned long long)(s->g.large_cached_bytes >> 10), (unsigned long long)s->g.large_map_calls,
         (unsigned long long)s->g.large_cache_hits);
+    put(o, "large runs: %llu regions, %llu split, %llu coalesced, %llu reused warm, purged %llu KiB "
+        "by decay and %llu KiB by bound, %llu system calls\n",
+        (unsigned long long)s->g.large_regions, (unsigned long long)s->g.large_runs_split,
+        (unsigned long long)s->g.large_runs_coalesced, (unsigned long long)s->g.large_runs_reused,
+        (unsigned long long)(s->g.large_purged_decay_bytes >> 10),
+        (unsigned long long)(s->g.large_purged_bound_bytes >> 10), (unsigned long long)s->g.large_syscalls);
     put(o, "memory: mapped %llu KiB, resident (whole process) %llu KiB, purged %llu KiB\n",
         (unsigned long long)((s->g.ss_mapped * HAK_SS_SIZE + s->g.large_live_bytes + s->g.large_cached_bytes) >> 10),
         (unsigned long long)(s->rss_bytes >> 10), (unsigned long long)(s->g.purged_bytes >> 10));
@@ -130,14 +136,19 @@ static void format_json(out_t *o, const snapshot_t *s) {
     put(o, "],\"heaps\":%llu,\"heaps_active\":%llu,\"superslabs_mapped\":%llu,\"superslabs_in_pool\":%llu,"
         "\"superslab_maps\":%llu,\"superslab_unmaps\":%llu,\"large_live\":%llu,\"large_live_bytes\":%llu,"
         "\"large_cached_bytes\":%llu,\"large_maps\":%llu,\"large_cache_hits\":%llu,\"purged_bytes\":%llu,"
-        "\"rss_bytes\":%llu}\n",
+        "\"large_regions\":%llu,\"large_runs_split\":%llu,\"large_runs_coalesced\":%llu,"
+        "\"large_runs_reused\":%llu,\"large_purged_decay_bytes\":%llu,\"large_purged_bound_bytes\":%llu,"
+        "\"large_syscalls\":%llu,\"rss_bytes\":%llu}\n",
         (unsigned long long)s->heaps, (unsigned long long)s->heaps_active,
         (unsigned long long)s->g.ss_mapped, (unsigned long long)s->g.ss_in_pool,
         (unsigned long long)s->g.ss_map_calls, (unsigned long long)s->g.ss_unmap_calls,
         (unsigned long long)s->g.large_live, (unsigned long long)s->g.large_live_bytes,
         (unsigned long long)s->g.large_cached_bytes, (unsigned long long)s->g.large_map_calls,
         (unsigned long long)s->g.large_cache_hits, (unsigned long long)s->g.purged_bytes,
-        (unsigned long long)s->rss_bytes);
+        (unsigned long long)s->g.large_regions, (unsigned long long)s->g.large_runs_split,
+        (unsigned long long)s->g.large_runs_coalesced, (unsigned long long)s->g.large_runs_reused,
+        (unsigned long long)s->g.large_purged_decay_bytes, (unsigned long long)s->g.large_purged_bound_bytes,
+        (unsigned long long)s->g.large_syscalls, (unsigned long long)s->rss_bytes);
 }
 
 /* The JSON text into buf (NUL-terminated, truncated to size); returns the

@@ -1,0 +1,683 @@
+/* Large tier: blocks above the slab classes (HAK_SMALL_MAX) up to hak_run_max()
+ * (HAKMEM_LARGE_RUN_MAX_MIB, 32 MiB) are runs of 4 KiB pages cut from 64 MiB
+ * regions.  Bigger blocks are mappings of their own (huge.c).
+ *
+ * Objects:
+ *
+ *   arena (run_arena_t)    HAK_ARENAS of them, each with its own lock, its
+ *                          regions, its free runs indexed by size and its
+ *                          dirty list.  A thread takes an arena round robin at
+ *                          its first large allocation (and moves to another
+ *                          when its own is busy); a block goes back to the
+ *                          arena of its region, whichever thread frees it.
+ *   region (run_region_t)  64 MiB aligned to 64 MiB.  The registry byte of
+ *                          each of its 2 MiB says HAK_REG_RUN, so free finds
+ *                          the region by masking the pointer: no table.  Its
+ *                          header holds a bitmap of dirty pages and one
+ *                          descriptor per page; the pages after the header
+ *                          are cut into runs.
+ *   run                    a span of pages of one region, a live block or
+ *                          free.  Only the descriptors of its first and last
+ *                          page describe it (length, free, dirty); inside a
+ *                          run they are zero or PD_GHOST (a block started
+ *                          here once), so a pointer inside a block is never
+ *                          taken for the start of one.
+ *   free run               in its arena's size bin (four bins per doubling of
+ *                          pages, a bitmap of the non-empty ones), dirty runs
+ *                          first; if some of its pages may be resident, also
+ *                          on the arena's dirty list, oldest first.  Free
+ *                          neighbours are merged at once; a run is split
+ *                          exactly, to the page.
+ *
+ * Layout of a region:
+ *
+ *   +0                  run_region_t: fields, dirty bitmap, pages[16384]
+ *   +HDR_PAGES * 4 KiB  first page a run can use
+ *   ...
+ *   +64 MiB
+ *
+ * Dirty pages and purging.  A freed run's pages stay resident so that the
+ * next block of that size reuses them with no system call and no page fault.
+ * They are purged (hak_os_purge) when they have been free for
+ * HAKMEM_LARGE_DECAY_MS, or, oldest first, when all arenas together hold
+ * more than the byte bound (HAKMEM_LARGE_CACHE_MIB, or a quarter of the live
+ * run bytes if that is more).  Both are checked on the allocation and free
+ * paths; HAKMEM_BACKGROUND_PURGE=1 adds a thread that checks while the
+ * process is idle.  A dirty bit per page says what was written since the
+ * last purge, so purges and calloc's zeroing cover only those pages.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <string.h>
+#include <time.h>
+
+#include "hakmem.h"
+#include "hakmem_internal.h"
+
+#define PAGE_SHIFT      12
+#define PAGE            ((size_t)1 << PAGE_SHIFT)
+#define REGION_SHIFT    26                          /* 64 MiB */
+#define REGION_SIZE     ((uintptr_t)1 << REGION_SHIFT)
+#define REGION_PAGES    ((uint32_t)(REGION_SIZE >> PAGE_SHIFT))
+#define NBINS           64
+#define LIVE_MULT       2       /* dirty pages an arena keeps: 2 x its recent live peak */
+
+enum {
+    PD_START = 1,       /* first page of a run */
+    PD_END   = 2,       /* last page of a run (with PD_START for one page) */
+    PD_FREE  = 4,       /* the run is free (both boundary descriptors) */
+    PD_DIRTY = 8,       /* free run on the dirty list (first descriptor) */
+    PD_GHOST = 16,      /* inside a free run: a block started here */
+};
+
+typedef struct page_desc {
+    uint32_t npages;                    /* run length, at both ends */
+    uint32_t flags;
+    uint32_t stamp;                     /* free run: ms when it went on the dirty list */
+    uint32_t bin;
+    struct page_desc *next, *prev;      /* size bin */
+    struct page_desc *dnext, *dprev;    /* dirty list */
+} page_desc_t;
+
+struct run_arena;
+
+typedef struct run_region {
+    uint64_t magic;
+    struct run_arena *arena;
+    struct run_region *next;
+    uint32_t free_pages;
+    uint64_t dirty[REGION_PAGES / 64];  /* bit i: page i written since its last purge */
+    page_desc_t pages[REGION_PAGES];
+} run_region_t;
+
+#define HDR_PAGES       ((uint32_t)((sizeof(run_region_t) + PAGE - 1) >> PAGE_SHIFT))
+#define USABLE_PAGES    (REGION_PAGES - HDR_PAGES)
+#define REGION_MAGIC    0x48414b4d52554e53ull       /* "HAKMRUNS" */
+
+typedef struct run_arena {
+    pthread_mutex_t lock;
+    uint64_t nonempty;                  /* bit b: bin b has a run */
+    page_desc_t *bin_head[NBINS], *bin_tail[NBINS];
+    page_desc_t *dirty_head, *dirty_tail;
+    size_t dirty_pages;
+    size_t live_pages, live_peak;       /* pages of live blocks: now, most lately */
+    uint32_t peak_stamp;                /* ms when live_peak was set */
+    run_region_t *regions;
+    unsigned nregions;
+} __attribute__((aligned(64))) run_arena_t;
+
+static run_arena_t arenas[HAK_ARENAS] = {
+    [0 ... HAK_ARENAS - 1] = { .lock = PTHREAD_MUTEX_INITIALIZER },
+};
+static __thread uint32_t tl_arena __attribute__((tls_model("initial-exec")));  /* index + 1 */
+static uint32_t arena_next;
+static size_t dirty_bytes_all;          /* dirty pages of every arena, in bytes */
+static int bg_started;
+
+_Static_assert(sizeof(page_desc_t) == 48, "page descriptor is 48 bytes");
+_Static_assert(HDR_PAGES < REGION_PAGES / 64, "region header is small");
+
+/* ---------------------------------------------------------------- helpers */
+
+size_t hak_run_max(void) {
+    size_t m = (size_t)hak_opt.large_run_max_mib << 20;
+    return m < (size_t)USABLE_PAGES << PAGE_SHIFT ? m : (size_t)USABLE_PAGES << PAGE_SHIFT;
+}
+
+static uint32_t now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint32_t)((uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u);
+}
+
+HAK_INLINE run_region_t *region_of(uintptr_t a) { return (run_region_t *)(a & ~(REGION_SIZE - 1)); }
+HAK_INLINE uint32_t desc_index(const run_region_t *r, const page_desc_t *d) { return (uint32_t)(d - r->pages); }
+HAK_INLINE uintptr_t page_addr(const run_region_t *r, uint32_t i) { return (uintptr_t)r + ((uintptr_t)i << PAGE_SHIFT); }
+
+static void stat_dirty(run_arena_t *a, long pages) {
+    a->dirty_pages += (size_t)pages;
+    __atomic_fetch_add(&dirty_bytes_all, (size_t)pages << PAGE_SHIFT, __ATOMIC_RELAXED);
+    HAK_GSTAT_ADD(large_cached_bytes, (size_t)pages << PAGE_SHIFT);
+}
+
+static void stat_live(run_arena_t *a, long pages) {
+    a->live_pages += (size_t)pages;
+    HAK_GSTAT_ADD(large_live_bytes, (size_t)pages << PAGE_SHIFT);
+}
+
+/* Size bins: runs of 1..3 pages in bins 1..3, then four per doubling. */
+static unsigned bin_of(uint32_t n) {
+    if (n < 4) return n;
+    unsigned k = 31u - (unsigned)__builtin_clz(n);
+    return 4 * (k - 1) + ((n >> (k - 2)) & 3);
+}
+
+/* The smallest run length of bin b. */
+static uint32_t bin_min(unsigned b) {
+    if (b < 4) return b;
+    unsigned k = b / 4 + 1;
+    return (1u << k) + ((b & 3u) << (k - 2));
+}
+
+/* ----------------------------------------------------- dirty page bitmap */
+
+/* Calls f on each 64-bit word of bitmap bm covering pages [i, i+n), with the
+ * mask of the pages in range. */
+#define BITS_FOR(bm, i, n, w, mask, body)                                        \
+    for (uint32_t _p = (i), _e = (i) + (n); _p < _e;) {                           \
+        uint32_t _o = _p & 63, _k = _e - _p < 64 - _o ? _e - _p : 64 - _o;         \
+        uint64_t mask = (_k == 64 ? ~0ull : ((1ull << _k) - 1)) << _o;            \
+        uint64_t *w = &(bm)[_p >> 6];                                             \
+        body;                                                                     \
+        _p += _k;                                                                 \
+    }
+
+static uint32_t bits_take(uint64_t *bm, uint32_t i, uint32_t n) {    /* count, clear */
+    uint32_t c = 0;
+    BITS_FOR(bm, i, n, w, m, { c += (uint32_t)__builtin_popcountll(*w & m); *w &= ~m; })
+    return c;
+}
+
+static void bits_set(uint64_t *bm, uint32_t i, uint32_t n) {
+    BITS_FOR(bm, i, n, w, m, { *w |= m; })
+}
+
+static int bits_any(const uint64_t *bm, uint32_t i, uint32_t n) {
+    uint64_t any = 0;
+    BITS_FOR((uint64_t *)bm, i, n, w, m, { any |= *w & m; })
+    return any != 0;
+}
+
+/* ------------------------------------------------------ bins, dirty list */
+
+static void bin_insert(run_arena_t *a, page_desc_t *d) {
+    unsigned b = bin_of(d->npages);
+    d->bin = b;
+    if (d->flags & PD_DIRTY) {          /* warm pages first */
+        d->prev = NULL;
+        d->next = a->bin_head[b];
+        if (d->next) d->next->prev = d; else a->bin_tail[b] = d;
+        a->bin_head[b] = d;
+    } else {
+        d->next = NULL;
+        d->prev = a->bin_tail[b];
+        if (d->prev) d->prev->next = d; else a->bin_head[b] = d;
+        a->bin_tail[b] = d;
+    }
+    a->nonempty |= 1ull << b;
+}
+
+static void bin_remove(run_arena_t *a, page_desc_t *d) {
+    unsigned b = d->bin;
+    if (d->prev) d->prev->next = d->next; else a->bin_head[b] = d->next;
+    if (d->next) d->next->prev = d->prev; else a->bin_tail[b] = d->prev;
+    if (!a->bin_head[b]) a->nonempty &= ~(1ull << b);
+}
+
+/* Insert d after pos (NULL: at the head, the oldest end). */
+static void dirty_insert_after(run_arena_t *a, page_desc_t *pos, page_desc_t *d) {
+    d->dprev = pos;
+    d->dnext = pos ? pos->dnext : a->dirty_head;
+    if (d->dnext) d->dnext->dprev = d; else a->dirty_tail = d;
+    if (pos) pos->dnext = d; else a->dirty_head = d;
+}
+
+static void dirty_remove(run_arena_t *a, page_desc_t *d) {
+    if (d->dprev) d->dprev->dnext = d->dnext; else a->dirty_head = d->dnext;
+    if (d->dnext) d->dnext->dprev = d->dprev; else a->dirty_tail = d->dprev;
+}
+
+/* Write the boundary descriptors of run [i, i+n). */
+static page_desc_t *run_set(run_region_t *r, uint32_t i, uint32_t n, uint32_t flags) {
+    page_desc_t *f = &r->pages[i];
+    f->npages = n;
+    f->flags = flags | PD_START | (n == 1 ? PD_END : 0);
+    if (n > 1) {
+        page_desc_t *l = &r->pages[i + n - 1];
+        l->npages = n;
+        l->flags = (flags & PD_FREE) | PD_END;
+    }
+    return f;
+}
+
+/* Make [i, i+n) a free run in the bins; dirty if any of its pages is. */
+static page_desc_t *free_run_add(run_arena_t *a, run_region_t *r, uint32_t i, uint32_t n,
+                                 int dirty, uint32_t stamp, page_desc_t **dpos) {
+    page_desc_t *d = run_set(r, i, n, PD_FREE | (dirty ? PD_DIRTY : 0));
+    d->stamp = stamp;
+    if (dirty) {
+        dirty_insert_after(a, *dpos, d);
+        *dpos = d;
+    }
+    bin_insert(a, d);
+    return d;
+}
+
+/* --------------------------------------------------------------- regions */
+
+static void region_registry(run_region_t *r, uint8_t v) {
+    uintptr_t ri = (uintptr_t)r >> HAK_SS_SHIFT;
+    for (uintptr_t k = 0; k < (REGION_SIZE >> HAK_SS_SHIFT); k++)
+        __atomic_store_n(&hak_registry[ri + k], v, __ATOMIC_RELEASE);
+}
+
+/* A new region of arena a (which it joins later, under a's lock); its
+ * arena is set before the registry shows it to free. */
+static run_region_t *region_map(run_arena_t *a) {
+    run_region_t *r = hak_os_map_aligned(REGION_SIZE, REGION_SIZE);
+    HAK_GSTAT_ADD(large_syscalls, 3);                 /* map, cut head and tail */
+    if (!r) return NULL;
+    if (((uintptr_t)r >> HAK_SS_SHIFT) + (REGION_SIZE >> HAK_SS_SHIFT) > HAK_REGISTRY_SIZE) {
+        hak_os_unmap(r, REGION_SIZE);
+        return NULL;
+    }
+    r->magic = REGION_MAGIC;
+    r->arena = a;
+    region_registry(r, HAK_REG_RUN);
+    HAK_GSTAT_ADD(large_map_calls, 1);
+    HAK_GSTAT_ADD(large_regions, 1);
+    return r;
+}
+
+/* A new region's pages form one clean free run. */
+static void region_add(run_arena_t *a, run_region_t *r) {
+    r->next = a->regions;
+    a->regions = r;
+    a->nregions++;
+    r->free_pages = USABLE_PAGES;
+    page_desc_t *pos = NULL;
+    free_run_add(a, r, HDR_PAGES, USABLE_PAGES, 0, 0, &pos);
+}
+
+/* Unmap a region whose pages are all free and purged.  Caller holds the
+ * arena's lock; the registry entries go first, so no free can find it. */
+static void region_unmap(run_arena_t *a, run_region_t *r) {
+    bin_remove(a, &r->pages[HDR_PAGES]);
+    run_region_t **pp = &a->regions;
+    while (*pp != r) pp = &(*pp)->next;
+    *pp = r->next;
+    a->nregions--;
+    region_registry(r, 0);
+    hak_os_unmap(r, REGION_SIZE);
+    HAK_GSTAT_ADD(large_syscalls, 1);
+    HAK_GSTAT_SUB(large_regions, 1);
+}
+
+/* ------------------------------------------------------------------- runs */
+
+/* A free run of at least n pages, or NULL.  The bin of n is searched first
+ * (a few runs, then all of them if no larger bin has one); otherwise the
+ * head of the smallest non-empty larger bin, where every run fits. */
+static page_desc_t *find_fit(run_arena_t *a, uint32_t n) {
+    unsigned b = bin_of(n);
+    page_desc_t *d = a->bin_head[b];
+    if (bin_min(b) == n && d) return d;
+    for (unsigned k = 0; d && k < 8; d = d->next, k++)
+        if (d->npages >= n) return d;
+    uint64_t m = b + 1 < NBINS ? a->nonempty & ~((2ull << b) - 1) : 0;
+    if (m) return a->bin_head[__builtin_ctzll(m)];
+    for (; d; d = d->next)
+        if (d->npages >= n) return d;
+    return NULL;
+}
+
+/* Take pages [i+off, i+off+n) of free run d as a live block; what is left
+ * before and after stays free, at d's place on the dirty list.  Returns the
+ * number of dirty pages taken. */
+static uint32_t run_take(run_arena_t *a, page_desc_t *d, uint32_t off, uint32_t n) {
+    run_region_t *r = region_of((uintptr_t)d);
+    uint32_t i = desc_index(r, d), total = d->npages, stamp = d->stamp;
+    int was_dirty = (d->flags & PD_DIRTY) != 0;
+    page_desc_t *pos = NULL;
+    bin_remove(a, d);
+    if (was_dirty) {
+        pos = d->dprev;
+        dirty_remove(a, d);
+    }
+    uint32_t dirty = was_dirty ? bits_take(r->dirty, i + off, n) : 0;
+    if (off) {
+        free_run_add(a, r, i, off, was_dirty && bits_any(r->dirty, i, off), stamp, &pos);
+        HAK_GSTAT_ADD(large_runs_split, 1);
+    }
+    uint32_t rest = total - off - n;
+    if (rest) {
+        uint32_t j = i + off + n;
+        free_run_add(a, r, j, rest, was_dirty && bits_any(r->dirty, j, rest), stamp, &pos);
+        HAK_GSTAT_ADD(large_runs_split, 1);
+    }
+    run_set(r, i + off, n, 0);
+    r->free_pages -= n;
+    if (dirty) {
+        stat_dirty(a, -(long)dirty);
+        HAK_GSTAT_ADD(large_runs_reused, 1);
+        HAK_GSTAT_ADD(large_cache_hits, 1);
+    }
+    stat_live(a, n);
+    return dirty;
+}
+
+/* Pages [i, i+n) of r become free (dirty: written by their user) and merge
+ * with free neighbours.  Returns the merged run. */
+static page_desc_t *run_release(run_arena_t *a, run_region_t *r, uint32_t i, uint32_t n,
+                                uint32_t now) {
+    bits_set(r->dirty, i, n);
+    stat_dirty(a, n);
+    r->free_pages += n;
+    page_desc_t *own = &r->pages[i], *own_end = &r->pages[i + n - 1];
+    own_end->flags = 0;
+    own->flags = 0;
+    if (i > HDR_PAGES && (r->pages[i - 1].flags & PD_FREE)) {
+        page_desc_t *le = &r->pages[i - 1];
+        uint32_t ln = le->npages;
+        page_desc_t *l = &r->pages[i - ln];
+        bin_remove(a, l);
+        if (l->flags & PD_DIRTY) dirty_remove(a, l);
+        le->flags = 0;
+        own->flags = PD_GHOST;          /* a later free of this pointer: double free */
+        i -= ln;
+        n += ln;
+        HAK_GSTAT_ADD(large_runs_coalesced, 1);
+    }
+    if (i + n < REGION_PAGES && (r->pages[i + n].flags & PD_FREE)) {
+        page_desc_t *rs = &r->pages[i + n];
+        bin_remove(a, rs);
+        if (rs->flags & PD_DIRTY) dirty_remove(a, rs);
+        rs->flags = 0;
+        n += rs->npages;
+        HAK_GSTAT_ADD(large_runs_coalesced, 1);
+    }
+    page_desc_t *pos = a->dirty_tail;
+    return free_run_add(a, r, i, n, 1, now, &pos);
+}
+
+/* Purge the dirty pages of free run d (one call over the span from its
+ * first to its last dirty page).  A region that has had no live block for
+ * the decay time is unmapped if the arena has another; purging for the
+ * byte bound keeps it (its address space costs nothing, and a program that
+ * frees everything now and then would otherwise map it again each time). */
+static void run_purge(run_arena_t *a, page_desc_t *d, int by_bound) {
+    run_region_t *r = region_of((uintptr_t)d);
+    uint32_t i = desc_index(r, d), n = d->npages, lo = n, hi = 0;
+    for (uint32_t k = 0; k < n; k += 64) {      /* first and last dirty page */
+        uint32_t len = n - k < 64 ? n - k : 64;
+        if (!bits_any(r->dirty, i + k, len)) continue;
+        if (lo == n) lo = k;
+        hi = k + len;
+    }
+    dirty_remove(a, d);
+    bin_remove(a, d);
+    d->flags &= ~(uint32_t)PD_DIRTY;
+    if (lo < hi) {
+        uint32_t pages = bits_take(r->dirty, i + lo, hi - lo);
+        stat_dirty(a, -(long)pages);
+        if (by_bound) HAK_GSTAT_ADD(large_purged_bound_bytes, (size_t)pages << PAGE_SHIFT);
+        else HAK_GSTAT_ADD(large_purged_decay_bytes, (size_t)pages << PAGE_SHIFT);
+    }
+    if (!by_bound && r->free_pages == USABLE_PAGES && a->nregions > 1) {
+        bin_insert(a, d);
+        region_unmap(a, r);
+        return;
+    }
+    if (lo < hi) {
+        hak_os_purge((void *)page_addr(r, i + lo), (size_t)(hi - lo) << PAGE_SHIFT);
+        HAK_GSTAT_ADD(large_syscalls, 1);
+    }
+    bin_insert(a, d);
+}
+
+/* Purge what has been free for the decay time; then, oldest first, while
+ * all arenas together hold more than HAKMEM_LARGE_CACHE_MIB of dirty pages
+ * and this one more than LIVE_MULT times the most pages its live blocks
+ * have held within the decay time (so a live set that dips for a moment
+ * keeps its pages).  An arena with no live block keeps none beyond the
+ * global amount.  Each arena answers for its own pages, so a busy arena
+ * never purges for an idle one. */
+static void arena_decay(run_arena_t *a, uint32_t now) {
+    uint32_t decay = (uint32_t)hak_opt.large_decay_ms;
+    while (a->dirty_head && now - a->dirty_head->stamp >= decay) run_purge(a, a->dirty_head, 0);
+    if (a->live_pages > a->live_peak || now - a->peak_stamp >= decay) {
+        a->live_peak = a->live_pages;
+        a->peak_stamp = now;
+    }
+    size_t keep = a->live_pages ? a->live_peak * LIVE_MULT : 0;
+    size_t fixed = (size_t)hak_opt.large_cache_mib << 20;
+    while (a->dirty_head && a->dirty_pages > keep &&
+           __atomic_load_n(&dirty_bytes_all, __ATOMIC_RELAXED) > fixed)
+        run_purge(a, a->dirty_head, 1);
+}
+
+/* ------------------------------------------------------ background purge */
+
+static void *bg_main(void *arg) {
+    (void)arg;
+    for (;;) {
+        long ms = hak_opt.large_decay_ms / 2 > 10 ? hak_opt.large_decay_ms / 2 : 10;
+        struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+        nanosleep(&ts, NULL);
+        for (unsigned k = 0; k < HAK_ARENAS; k++) {
+            run_arena_t *a = &arenas[k];
+            if (!__atomic_load_n(&a->dirty_head, __ATOMIC_RELAXED)) continue;
+            pthread_mutex_lock(&a->lock);
+            arena_decay(a, now_ms());
+            pthread_mutex_unlock(&a->lock);
+        }
+    }
+    return NULL;
+}
+
+/* Started by the first large allocation (with no lock held: pthread_create
+ * may allocate). */
+static HAK_COLD void bg_start(void) {
+    if (__atomic_exchange_n(&bg_started, 1, __ATOMIC_ACQ_REL)) return;
+    pthread_t t;
+    pthread_attr_t at;
+    pthread_attr_init(&at);
+    pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&at, 64 * 1024);
+    if (pthread_create(&t, &at, bg_main, NULL) != 0) hak_write_err("hakmem: warning: no background purge thread\n");
+    pthread_attr_destroy(&at);
+}
+
+/* ------------------------------------------------------------------- API */
+
+/* The calling thread's arena, locked.  A busy arena is passed over for the
+ * next free one, which the thread keeps. */
+static run_arena_t *arena_lock(void) {
+    uint32_t k = tl_arena;
+    if (HAK_UNLIKELY(k == 0)) {
+        k = __atomic_fetch_add(&arena_next, 1, __ATOMIC_RELAXED) % HAK_ARENAS + 1;
+        tl_arena = k;
+    }
+    run_arena_t *a = &arenas[k - 1];
+    if (pthread_mutex_trylock(&a->lock) == 0) return a;
+    for (uint32_t j = 1; j < HAK_ARENAS; j++) {
+        uint32_t k2 = (k - 1 + j) % HAK_ARENAS;
+        if (pthread_mutex_trylock(&arenas[k2].lock) == 0) {
+            tl_arena = k2 + 1;
+            return &arenas[k2];
+        }
+    }
+    pthread_mutex_lock(&a->lock);
+    return a;
+}
+
+void *hak_large_alloc(size_t size, size_t align, int zero) {
+    if (align < PAGE) align = PAGE;
+    size_t run_max = hak_run_max();
+    if (size > run_max || size + align - PAGE > run_max) return hak_huge_alloc(size, align, zero);
+    if (HAK_UNLIKELY(hak_opt.background_purge && !bg_started)) bg_start();
+    uint32_t n = (uint32_t)((size + PAGE - 1) >> PAGE_SHIFT);
+    if (n == 0) n = 1;
+    uint32_t slack = (uint32_t)(align >> PAGE_SHIFT) - 1;
+    uint32_t now = now_ms();
+    run_arena_t *a = arena_lock();
+    page_desc_t *d = find_fit(a, n + slack);
+    if (!d) {
+        pthread_mutex_unlock(&a->lock);
+        run_region_t *r = region_map(a);
+        if (!r) {
+            errno = ENOMEM;
+            return NULL;
+        }
+        pthread_mutex_lock(&a->lock);
+        region_add(a, r);
+        d = find_fit(a, n + slack);
+    }
+    run_region_t *r = region_of((uintptr_t)d);
+    uint32_t i = desc_index(r, d);
+    uint32_t off = (uint32_t)((-page_addr(r, i) & (align - 1)) >> PAGE_SHIFT);
+    uint32_t dirty = run_take(a, d, off, n);
+    arena_decay(a, now);
+    pthread_mutex_unlock(&a->lock);
+    HAK_GSTAT_ADD(large_live, 1);
+    void *p = (void *)page_addr(r, i + off);
+    /* Purged and fresh pages read as zero; MADV_FREE'd ones may not. */
+    if (zero && (dirty || hak_opt.purge_mode == 1)) memset(p, 0, (size_t)n << PAGE_SHIFT);
+    return p;
+}
+
+/* The live block starting at p, with its arena locked; or NULL, with *what
+ * saying why p is not one. */
+static page_desc_t *block_lock(uintptr_t p, run_arena_t **ap, const char **what) {
+    run_region_t *r = region_of(p);
+    uint32_t i = (uint32_t)((p - (uintptr_t)r) >> PAGE_SHIFT);
+    *what = "invalid pointer (inside or beyond a block)";
+    if ((p & (PAGE - 1)) || i < HDR_PAGES) return NULL;
+    run_arena_t *a = r->arena;
+    pthread_mutex_lock(&a->lock);
+    page_desc_t *d = &r->pages[i];
+    uint32_t f = d->flags;
+    if ((f & (PD_START | PD_FREE)) == PD_START) {
+        *ap = a;
+        return d;
+    }
+    pthread_mutex_unlock(&a->lock);
+    if (f & PD_START) *what = "double free of";
+    else if (f & PD_GHOST) *what = "double free (or pointer inside a block) of";
+    return NULL;
+}
+
+static int is_run(uintptr_t p) {
+    size_t ri = p >> HAK_SS_SHIFT;
+    return ri < HAK_REGISTRY_SIZE && hak_registry[ri] == HAK_REG_RUN;
+}
+
+void hak_large_free(void *p, const char *fn) {
+    uintptr_t a = (uintptr_t)p;
+    const char *what;
+    if (!is_run(a)) {
+        int h = (a & (HAK_MIN_ALIGN - 1)) ? 0 : hak_huge_free(p);
+        if (h > 0) return;
+        hak_fatal_ptr(fn, h < 0 ? "double free of" : "invalid pointer", p);
+    }
+    run_arena_t *ar;
+    page_desc_t *d = block_lock(a, &ar, &what);
+    if (!d) hak_fatal_ptr(fn, what, p);
+    run_region_t *r = region_of(a);
+    uint32_t n = d->npages;
+    uint32_t now = now_ms();
+    stat_live(ar, -(long)n);
+    run_release(ar, r, desc_index(r, d), n, now);
+    arena_decay(ar, now);
+    pthread_mutex_unlock(&ar->lock);
+    HAK_GSTAT_SUB(large_live, 1);
+}
+
+size_t hak_large_usable(const void *p) {
+    uintptr_t a = (uintptr_t)p;
+    if (!is_run(a)) return (a & (HAK_MIN_ALIGN - 1)) ? 0 : hak_huge_usable(p);
+    run_arena_t *ar;
+    const char *what;
+    page_desc_t *d = block_lock(a, &ar, &what);
+    if (!d) return 0;
+    size_t n = (size_t)d->npages << PAGE_SHIFT;
+    pthread_mutex_unlock(&ar->lock);
+    return n;
+}
+
+/* realloc of a large block: in place when it shrinks, or grows into a free
+ * run right after it; moved (copied) otherwise, and across the bounds (to a
+ * slab block, to a huge mapping).  *handled = 0 if p is not a large block. */
+void *hak_large_realloc(void *p, size_t size, int *handled) {
+    uintptr_t a = (uintptr_t)p;
+    if (!is_run(a)) {
+        if (a & (HAK_MIN_ALIGN - 1)) {
+            *handled = 0;
+            return NULL;
+        }
+        return hak_huge_realloc(p, size, handled);
+    }
+    run_arena_t *ar;
+    const char *what;
+    page_desc_t *d = block_lock(a, &ar, &what);
+    if (!d) hak_fatal_ptr("realloc", what, p);
+    *handled = 1;
+    run_region_t *r = region_of(a);
+    uint32_t i = desc_index(r, d), n = d->npages;
+    size_t old = (size_t)n << PAGE_SHIFT;
+    if (size > HAK_SMALL_MAX && size <= hak_run_max()) {
+        uint32_t need = (uint32_t)((size + PAGE - 1) >> PAGE_SHIFT);
+        if (need < n) {                       /* shrink: the tail goes back */
+            run_set(r, i, need, 0);
+            stat_live(ar, -(long)(n - need));
+            run_release(ar, r, i + need, n - need, now_ms());
+            pthread_mutex_unlock(&ar->lock);
+            return p;
+        }
+        page_desc_t *next = i + n < REGION_PAGES ? &r->pages[i + n] : NULL;
+        if (need == n) {
+            pthread_mutex_unlock(&ar->lock);
+            return p;
+        }
+        if (next && (next->flags & PD_FREE) && next->npages >= need - n) {
+            run_take(ar, next, 0, need - n);  /* grow into the free run after it */
+            r->pages[i + n - 1].flags = 0;
+            r->pages[i + n].flags = 0;
+            run_set(r, i, need, 0);
+            pthread_mutex_unlock(&ar->lock);
+            return p;
+        }
+    }
+    pthread_mutex_unlock(&ar->lock);
+    void *np = hak_malloc(size);
+    if (!np) return NULL;
+    memcpy(np, p, size < old ? size : old);
+    hak_large_free(p, "realloc");
+    return np;
+}
+
+/* malloc_trim: purge every dirty page, unmap every empty region, and empty
+ * the huge cache.  Returns the bytes released. */
+size_t hak_large_trim(void) {
+    size_t bytes = 0;
+    for (unsigned k = 0; k < HAK_ARENAS; k++) {
+        run_arena_t *a = &arenas[k];
+        pthread_mutex_lock(&a->lock);
+        bytes += a->dirty_pages << PAGE_SHIFT;
+        while (a->dirty_head) run_purge(a, a->dirty_head, 1);
+        for (run_region_t *r = a->regions, *next; r; r = next) {
+            next = r->next;
+            if (r->free_pages == USABLE_PAGES) region_unmap(a, r);
+        }
+        pthread_mutex_unlock(&a->lock);
+    }
+    return bytes + hak_huge_trim();
+}
+
+void hak_large_fork_prepare(void) {
+    for (unsigned k = 0; k < HAK_ARENAS; k++) pthread_mutex_lock(&arenas[k].lock);
+    hak_huge_fork_prepare();
+}
+
+void hak_large_fork_parent(void) {
+    hak_huge_fork_parent();
+    for (unsigned k = 0; k < HAK_ARENAS; k++) pthread_mutex_unlock(&arenas[k].lock);
+}
+
+/* The child has one thread: every arena is consistent (the parent's fork
+ * held all their locks) and the background thread is gone. */
+void hak_large_fork_child(void) {
+    hak_huge_fork_child();
+    for (unsigned k = 0; k < HAK_ARENAS; k++) pthread_mutex_init(&arenas[k].lock, NULL);
+    bg_started = 0;
+}
