@@ -7,9 +7,8 @@
  *   arena (run_arena_t)    HAK_ARENAS of them, each with its own lock, its
  *                          regions, its free runs indexed by size and its
  *                          dirty list.  A thread takes an arena round robin at
- *                          its first large allocation (and moves to another
- *                          when its own is busy); a block goes back to the
- *                          arena of its region, whichever thread frees it.
+ *                          its first large allocation; a block goes back to
+ *                          the arena of its region, whichever thread frees it.
  *   region (run_region_t)  64 MiB aligned to 64 MiB.  The registry byte of
  *                          each of its 2 MiB says HAK_REG_RUN, so free finds
  *                          the region by masking the pointer: no table.  Its
@@ -480,8 +479,9 @@ static HAK_COLD void bg_start(void) {
 
 /* ------------------------------------------------------------------- API */
 
-/* The calling thread's arena, locked.  A busy arena is passed over for the
- * next free one, which the thread keeps. */
+/* The calling thread's arena, locked.  Threads spread over the arenas round
+ * robin and stay there: moving to another arena when this one is busy (a
+ * remote free in progress) would leave pages dirty in each arena visited. */
 static run_arena_t *arena_lock(void) {
     uint32_t k = tl_arena;
     if (HAK_UNLIKELY(k == 0)) {
@@ -489,14 +489,6 @@ static run_arena_t *arena_lock(void) {
         tl_arena = k;
     }
     run_arena_t *a = &arenas[k - 1];
-    if (pthread_mutex_trylock(&a->lock) == 0) return a;
-    for (uint32_t j = 1; j < HAK_ARENAS; j++) {
-        uint32_t k2 = (k - 1 + j) % HAK_ARENAS;
-        if (pthread_mutex_trylock(&arenas[k2].lock) == 0) {
-            tl_arena = k2 + 1;
-            return &arenas[k2];
-        }
-    }
     pthread_mutex_lock(&a->lock);
     return a;
 }
