@@ -25,7 +25,7 @@
  *                          region a SuperSlab of ours?  O(1), no hashing.
  *   shared pool            global list of empty SuperSlabs, under one lock.
  *   large blocks           > HAK_SMALL_MAX (256 KiB) up to hak_run_max() (32 MiB):
- *                          runs of pages in 64 MiB regions (pagerun.c); above
+ *                          runs of pages in 256 MiB regions (pagerun.c); above
  *                          that, mappings of their own (huge.c).
  *
  * Memory layout of a SuperSlab:

@@ -1,5 +1,5 @@
 /* Large tier: blocks above the slab classes (HAK_SMALL_MAX) up to hak_run_max()
- * (HAKMEM_LARGE_RUN_MAX_MIB, 32 MiB) are runs of 4 KiB pages cut from 64 MiB
+ * (HAKMEM_LARGE_RUN_MAX_MIB, 32 MiB) are runs of 4 KiB pages cut from 256 MiB
  * regions.  Bigger blocks are mappings of their own (huge.c).
  *
  * Objects:
@@ -9,7 +9,7 @@
  *                          dirty list.  A thread takes an arena round robin at
  *                          its first large allocation; a block goes back to
  *                          the arena of its region, whichever thread frees it.
- *   region (run_region_t)  64 MiB aligned to 64 MiB.  The registry byte of
+ *   region (run_region_t)  256 MiB aligned to 256 MiB.  The registry byte of
  *                          each of its 2 MiB says HAK_REG_RUN, so free finds
  *                          the region by masking the pointer: no table.  Its
  *                          header holds a bitmap of dirty pages and one
@@ -30,10 +30,10 @@
  *
  * Layout of a region:
  *
- *   +0                  run_region_t: fields, dirty bitmap, pages[16384]
+ *   +0                  run_region_t: fields, dirty bitmap, pages[65536]
  *   +HDR_PAGES * 4 KiB  first page a run can use
  *   ...
- *   +64 MiB
+ *   +256 MiB
  *
  * Dirty pages and purging.  A freed run's pages stay resident so that the
  * next block of that size reuses them with no system call and no page fault.
@@ -55,7 +55,7 @@
 
 #define PAGE_SHIFT      12
 #define PAGE            ((size_t)1 << PAGE_SHIFT)
-#define REGION_SHIFT    26                          /* 64 MiB */
+#define REGION_SHIFT    28                          /* 256 MiB */
 #define REGION_SIZE     ((uintptr_t)1 << REGION_SHIFT)
 #define REGION_PAGES    ((uint32_t)(REGION_SIZE >> PAGE_SHIFT))
 #define NBINS           64
@@ -115,6 +115,7 @@ static int bg_started;
 
 _Static_assert(sizeof(page_desc_t) == 48, "page descriptor is 48 bytes");
 _Static_assert(HDR_PAGES < REGION_PAGES / 64, "region header is small");
+_Static_assert(4 * (REGION_SHIFT - PAGE_SHIFT - 2) + 3 < NBINS, "every run length has a bin");
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -149,13 +150,6 @@ static unsigned bin_of(uint32_t n) {
     if (n < 4) return n;
     unsigned k = 31u - (unsigned)__builtin_clz(n);
     return 4 * (k - 1) + ((n >> (k - 2)) & 3);
-}
-
-/* The smallest run length of bin b. */
-static uint32_t bin_min(unsigned b) {
-    if (b < 4) return b;
-    unsigned k = b / 4 + 1;
-    return (1u << k) + ((b & 3u) << (k - 2));
 }
 
 /* ----------------------------------------------------- dirty page bitmap */
@@ -304,20 +298,32 @@ static void region_unmap(run_arena_t *a, run_region_t *r) {
 
 /* ------------------------------------------------------------------- runs */
 
-/* A free run of at least n pages, or NULL.  The bin of n is searched first
- * (a few runs, then all of them if no larger bin has one); otherwise the
- * head of the smallest non-empty larger bin, where every run fits. */
+/* Of the first FIT_SCAN runs of a bin, the one that fits n best: the
+ * smallest, then a dirty one (its pages are resident), then the lowest
+ * address (blocks stay packed at the start of their regions). */
+#define FIT_SCAN 16
+static page_desc_t *bin_best(page_desc_t *d, uint32_t n, int all) {
+    page_desc_t *best = NULL;
+    for (unsigned k = 0; d && (all || k < FIT_SCAN); d = d->next, k++) {
+        if (d->npages < n) continue;
+        if (!best || d->npages < best->npages ||
+            (d->npages == best->npages && ((d->flags & PD_DIRTY) > (best->flags & PD_DIRTY) ||
+                                           ((d->flags & PD_DIRTY) == (best->flags & PD_DIRTY) && d < best))))
+            best = d;
+    }
+    return best;
+}
+
+/* A free run of at least n pages, or NULL: the best of the bin of n, else
+ * of the smallest non-empty larger bin (where every run fits), else of the
+ * whole bin of n. */
 static page_desc_t *find_fit(run_arena_t *a, uint32_t n) {
     unsigned b = bin_of(n);
-    page_desc_t *d = a->bin_head[b];
-    if (bin_min(b) == n && d) return d;
-    for (unsigned k = 0; d && k < 8; d = d->next, k++)
-        if (d->npages >= n) return d;
+    page_desc_t *d = bin_best(a->bin_head[b], n, 0);
+    if (d) return d;
     uint64_t m = b + 1 < NBINS ? a->nonempty & ~((2ull << b) - 1) : 0;
-    if (m) return a->bin_head[__builtin_ctzll(m)];
-    for (; d; d = d->next)
-        if (d->npages >= n) return d;
-    return NULL;
+    if (m) return bin_best(a->bin_head[__builtin_ctzll(m)], n, 0);
+    return bin_best(a->bin_head[b], n, 1);
 }
 
 /* Take pages [i+off, i+off+n) of free run d as a live block; what is left
