@@ -38,10 +38,11 @@
  * Dirty pages and purging.  A freed run's pages stay resident so that the
  * next block of that size reuses them with no system call and no page fault.
  * They are purged (hak_os_purge) when they have been free for
- * HAKMEM_LARGE_DECAY_MS, or, oldest first, when all arenas together hold
- * more than the byte bound (HAKMEM_LARGE_CACHE_MIB, or a quarter of the live
- * run bytes if that is more).  Both are checked on the allocation and free
- * paths; HAKMEM_BACKGROUND_PURGE=1 adds a thread that checks while the
+ * HAKMEM_LARGE_DECAY_MS, or, oldest first, past a byte bound: an arena keeps
+ * at most twice the most its live blocks held within the decay time, and
+ * none once its last block is freed, beyond HAKMEM_LARGE_CACHE_MIB for all
+ * arenas together (arena_decay).  Both are checked on the allocation and
+ * free paths; HAKMEM_BACKGROUND_PURGE=1 adds a thread that checks while the
  * process is idle.  A dirty bit per page says what was written since the
  * last purge, so purges and calloc's zeroing cover only those pages.
  */
@@ -99,8 +100,9 @@ typedef struct run_arena {
     page_desc_t *bin_head[NBINS], *bin_tail[NBINS];
     page_desc_t *dirty_head, *dirty_tail;
     size_t dirty_pages;
-    size_t live_pages, live_peak;       /* pages of live blocks: now, most lately */
-    uint32_t peak_stamp;                /* ms when live_peak was set */
+    size_t live_pages, live_peak;       /* pages of live blocks: now, most this window */
+    size_t block_peak;                  /* largest block served or freed this window */
+    uint32_t peak_stamp;                /* ms when this window began */
     run_region_t *regions;
     unsigned nregions;
 } __attribute__((aligned(64))) run_arena_t;
@@ -432,19 +434,25 @@ static void run_purge(run_arena_t *a, page_desc_t *d, int by_bound) {
 
 /* Purge what has been free for the decay time; then, oldest first, while
  * all arenas together hold more than HAKMEM_LARGE_CACHE_MIB of dirty pages
- * and this one more than LIVE_MULT times the most pages its live blocks
- * have held within the decay time (so a live set that dips for a moment
- * keeps its pages).  An arena with no live block keeps none beyond the
- * global amount.  Each arena answers for its own pages, so a busy arena
- * never purges for an idle one. */
-static void arena_decay(run_arena_t *a, uint32_t now) {
+ * and this arena more than it may keep: LIVE_MULT times the most pages its
+ * live blocks held within the decay time (a live set that dips for a moment
+ * keeps its pages), or, with no live block, the largest block it served or
+ * took back within that time (a program that frees all it has gets its
+ * memory back at once, one that takes and frees one buffer at a time keeps
+ * it).  `block` is the size of the block just allocated or freed.  Each
+ * arena answers for its own pages, so a busy arena never purges for an idle
+ * one. */
+static void arena_decay(run_arena_t *a, uint32_t now, uint32_t block) {
     uint32_t decay = (uint32_t)hak_opt.large_decay_ms;
     while (a->dirty_head && now - a->dirty_head->stamp >= decay) run_purge(a, a->dirty_head, 0);
-    if (a->live_pages > a->live_peak || now - a->peak_stamp >= decay) {
-        a->live_peak = a->live_pages;
+    if (now - a->peak_stamp >= decay) {
+        a->live_peak = 0;
+        a->block_peak = 0;
         a->peak_stamp = now;
     }
-    size_t keep = a->live_pages ? a->live_peak * LIVE_MULT : 0;
+    if (a->live_pages > a->live_peak) a->live_peak = a->live_pages;
+    if (block > a->block_peak) a->block_peak = block;
+    size_t keep = a->live_pages ? a->live_peak * LIVE_MULT : a->block_peak;
     size_t fixed = (size_t)hak_opt.large_cache_mib << 20;
     while (a->dirty_head && a->dirty_pages > keep &&
            __atomic_load_n(&dirty_bytes_all, __ATOMIC_RELAXED) > fixed)
@@ -463,7 +471,7 @@ static void *bg_main(void *arg) {
             run_arena_t *a = &arenas[k];
             if (!__atomic_load_n(&a->dirty_head, __ATOMIC_RELAXED)) continue;
             pthread_mutex_lock(&a->lock);
-            arena_decay(a, now_ms());
+            arena_decay(a, now_ms(), 0);
             pthread_mutex_unlock(&a->lock);
         }
     }
@@ -525,7 +533,7 @@ void *hak_large_alloc(size_t size, size_t align, int zero) {
     uint32_t i = desc_index(r, d);
     uint32_t off = (uint32_t)((-page_addr(r, i) & (align - 1)) >> PAGE_SHIFT);
     uint32_t dirty = run_take(a, d, off, n);
-    arena_decay(a, now);
+    arena_decay(a, now, n);
     pthread_mutex_unlock(&a->lock);
     HAK_GSTAT_ADD(large_live, 1);
     void *p = (void *)page_addr(r, i + off);
@@ -576,7 +584,7 @@ void hak_large_free(void *p, const char *fn) {
     uint32_t now = now_ms();
     stat_live(ar, -(long)n);
     run_release(ar, r, desc_index(r, d), n, now);
-    arena_decay(ar, now);
+    arena_decay(ar, now, n);
     pthread_mutex_unlock(&ar->lock);
     HAK_GSTAT_SUB(large_live, 1);
 }
