@@ -72,9 +72,10 @@ enum {
 
 typedef struct page_desc {
     uint32_t npages;                    /* run length, at both ends */
-    uint32_t flags;
+    uint16_t flags;
+    uint16_t bin;
     uint32_t stamp;                     /* free run: ms when it went on the dirty list */
-    uint32_t bin;
+    uint32_t ndirty;                    /* free run: its pages written since their purge */
     struct page_desc *next, *prev;      /* size bin */
     struct page_desc *dnext, *dprev;    /* dirty list */
 } page_desc_t;
@@ -177,10 +178,22 @@ static void bits_set(uint64_t *bm, uint32_t i, uint32_t n) {
     BITS_FOR(bm, i, n, w, m, { *w |= m; })
 }
 
-static int bits_any(const uint64_t *bm, uint32_t i, uint32_t n) {
-    uint64_t any = 0;
-    BITS_FOR((uint64_t *)bm, i, n, w, m, { any |= *w & m; })
-    return any != 0;
+static uint32_t bits_count(const uint64_t *bm, uint32_t i, uint32_t n) {
+    uint32_t c = 0;
+    BITS_FOR((uint64_t *)bm, i, n, w, m, { c += (uint32_t)__builtin_popcountll(*w & m); })
+    return c;
+}
+
+/* The first and last set bits of [i, i+n), which holds at least one. */
+static void bits_span(const uint64_t *bm, uint32_t i, uint32_t n, uint32_t *lo, uint32_t *hi) {
+    uint32_t p = i, e = i + n;
+    while (!(bm[p >> 6] >> (p & 63))) p = (p | 63) + 1;
+    p += (uint32_t)__builtin_ctzll(bm[p >> 6] >> (p & 63));
+    uint32_t q = e - 1;
+    while (!(bm[q >> 6] << (63 - (q & 63)))) q = (q & ~63u) - 1;
+    q -= (uint32_t)__builtin_clzll(bm[q >> 6] << (63 - (q & 63)));
+    *lo = p;
+    *hi = q + 1;
 }
 
 /* ------------------------------------------------------ bins, dirty list */
@@ -235,12 +248,14 @@ static page_desc_t *run_set(run_region_t *r, uint32_t i, uint32_t n, uint32_t fl
     return f;
 }
 
-/* Make [i, i+n) a free run in the bins; dirty if any of its pages is. */
+/* Make [i, i+n) a free run in the bins, with ndirty dirty pages; a dirty
+ * one goes on the dirty list after *dpos. */
 static page_desc_t *free_run_add(run_arena_t *a, run_region_t *r, uint32_t i, uint32_t n,
-                                 int dirty, uint32_t stamp, page_desc_t **dpos) {
-    page_desc_t *d = run_set(r, i, n, PD_FREE | (dirty ? PD_DIRTY : 0));
+                                 uint32_t ndirty, uint32_t stamp, page_desc_t **dpos) {
+    page_desc_t *d = run_set(r, i, n, PD_FREE | (ndirty ? PD_DIRTY : 0));
     d->stamp = stamp;
-    if (dirty) {
+    d->ndirty = ndirty;
+    if (ndirty) {
         dirty_insert_after(a, *dpos, d);
         *dpos = d;
     }
@@ -333,8 +348,8 @@ static page_desc_t *find_fit(run_arena_t *a, uint32_t n) {
  * number of dirty pages taken. */
 static uint32_t run_take(run_arena_t *a, page_desc_t *d, uint32_t off, uint32_t n) {
     run_region_t *r = region_of((uintptr_t)d);
-    uint32_t i = desc_index(r, d), total = d->npages, stamp = d->stamp;
-    int was_dirty = (d->flags & PD_DIRTY) != 0;
+    uint32_t i = desc_index(r, d), total = d->npages, stamp = d->stamp, ndirty = d->ndirty;
+    int was_dirty = ndirty != 0;
     page_desc_t *pos = NULL;
     bin_remove(a, d);
     if (was_dirty) {
@@ -342,14 +357,14 @@ static uint32_t run_take(run_arena_t *a, page_desc_t *d, uint32_t off, uint32_t 
         dirty_remove(a, d);
     }
     uint32_t dirty = was_dirty ? bits_take(r->dirty, i + off, n) : 0;
+    uint32_t head_dirty = was_dirty && off ? bits_count(r->dirty, i, off) : 0;
     if (off) {
-        free_run_add(a, r, i, off, was_dirty && bits_any(r->dirty, i, off), stamp, &pos);
+        free_run_add(a, r, i, off, head_dirty, stamp, &pos);
         HAK_GSTAT_ADD(large_runs_split, 1);
     }
     uint32_t rest = total - off - n;
     if (rest) {
-        uint32_t j = i + off + n;
-        free_run_add(a, r, j, rest, was_dirty && bits_any(r->dirty, j, rest), stamp, &pos);
+        free_run_add(a, r, i + off + n, rest, ndirty - dirty - head_dirty, stamp, &pos);
         HAK_GSTAT_ADD(large_runs_split, 1);
     }
     run_set(r, i + off, n, 0);
@@ -370,6 +385,7 @@ static page_desc_t *run_release(run_arena_t *a, run_region_t *r, uint32_t i, uin
     bits_set(r->dirty, i, n);
     stat_dirty(a, n);
     r->free_pages += n;
+    uint32_t ndirty = n;
     page_desc_t *own = &r->pages[i], *own_end = &r->pages[i + n - 1];
     own_end->flags = 0;
     own->flags = 0;
@@ -379,6 +395,7 @@ static page_desc_t *run_release(run_arena_t *a, run_region_t *r, uint32_t i, uin
         page_desc_t *l = &r->pages[i - ln];
         bin_remove(a, l);
         if (l->flags & PD_DIRTY) dirty_remove(a, l);
+        ndirty += l->ndirty;
         le->flags = 0;
         own->flags = PD_GHOST;          /* a later free of this pointer: double free */
         i -= ln;
@@ -389,12 +406,13 @@ static page_desc_t *run_release(run_arena_t *a, run_region_t *r, uint32_t i, uin
         page_desc_t *rs = &r->pages[i + n];
         bin_remove(a, rs);
         if (rs->flags & PD_DIRTY) dirty_remove(a, rs);
+        ndirty += rs->ndirty;
         rs->flags = 0;
         n += rs->npages;
         HAK_GSTAT_ADD(large_runs_coalesced, 1);
     }
     page_desc_t *pos = a->dirty_tail;
-    return free_run_add(a, r, i, n, 1, now, &pos);
+    return free_run_add(a, r, i, n, ndirty, now, &pos);
 }
 
 /* Purge the dirty pages of free run d (one call over the span from its
@@ -404,29 +422,25 @@ static page_desc_t *run_release(run_arena_t *a, run_region_t *r, uint32_t i, uin
  * frees everything now and then would otherwise map it again each time). */
 static void run_purge(run_arena_t *a, page_desc_t *d, int by_bound) {
     run_region_t *r = region_of((uintptr_t)d);
-    uint32_t i = desc_index(r, d), n = d->npages, lo = n, hi = 0;
-    for (uint32_t k = 0; k < n; k += 64) {      /* first and last dirty page */
-        uint32_t len = n - k < 64 ? n - k : 64;
-        if (!bits_any(r->dirty, i + k, len)) continue;
-        if (lo == n) lo = k;
-        hi = k + len;
-    }
+    uint32_t i = desc_index(r, d), pages = d->ndirty, lo = i, hi = i;
+    if (HAKMEM_DEBUG_CHECKS && bits_count(r->dirty, i, d->npages) != pages)
+        hak_fatal("page runs: a free run's dirty count is out of step with its pages");
+    if (pages) bits_span(r->dirty, i, d->npages, &lo, &hi);
+    bits_take(r->dirty, lo, hi - lo);
     dirty_remove(a, d);
     bin_remove(a, d);
-    d->flags &= ~(uint32_t)PD_DIRTY;
-    if (lo < hi) {
-        uint32_t pages = bits_take(r->dirty, i + lo, hi - lo);
-        stat_dirty(a, -(long)pages);
-        if (by_bound) HAK_GSTAT_ADD(large_purged_bound_bytes, (size_t)pages << PAGE_SHIFT);
-        else HAK_GSTAT_ADD(large_purged_decay_bytes, (size_t)pages << PAGE_SHIFT);
-    }
+    d->flags &= (uint16_t)~PD_DIRTY;
+    d->ndirty = 0;
+    stat_dirty(a, -(long)pages);
+    if (by_bound) HAK_GSTAT_ADD(large_purged_bound_bytes, (size_t)pages << PAGE_SHIFT);
+    else HAK_GSTAT_ADD(large_purged_decay_bytes, (size_t)pages << PAGE_SHIFT);
     if (!by_bound && r->free_pages == USABLE_PAGES && a->nregions > 1) {
         bin_insert(a, d);
         region_unmap(a, r);
         return;
     }
-    if (lo < hi) {
-        hak_os_purge((void *)page_addr(r, i + lo), (size_t)(hi - lo) << PAGE_SHIFT);
+    if (pages) {
+        hak_os_purge((void *)page_addr(r, lo), (size_t)(hi - lo) << PAGE_SHIFT);
         HAK_GSTAT_ADD(large_syscalls, 1);
     }
     bin_insert(a, d);
