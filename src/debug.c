@@ -123,13 +123,14 @@ static unsigned check_fail(const char *what, const void *where) {
 }
 
 /* hak_check: walk the calling thread's heap (bins, partial slabs and their
- * free lists, warm SuperSlabs) and the registry entries of its SuperSlabs.
- * Other threads' heaps change under us and are not walked.  Returns the
+ * free lists, warm SuperSlabs) and the registry entries of its SuperSlabs,
+ * then every page-run arena (under its lock).  Other threads' heaps change
+ * under us and are not walked.  Returns the
  * number of problems found, each reported on stderr. */
 HAK_EXPORT unsigned hak_check(void) {
     hak_heap_t *h = hak_tl_heap;
     unsigned bad = 0;
-    if (h == &hak_heap_empty) return 0;
+    if (h == &hak_heap_empty) return hak_large_check();
     for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
         hak_bin_t *bin = &h->bins[c];
         uint32_t n = 0;
@@ -163,5 +164,5 @@ HAK_EXPORT unsigned hak_check(void) {
         if (ss->heap != h) bad += check_fail("warm SuperSlab of another heap", ss);
         if (ss->free_mask == 0) bad += check_fail("full SuperSlab on the warm list", ss);
     }
-    return bad;
+    return bad + hak_large_check();
 }

@@ -355,6 +355,7 @@ void   hak_large_free(void *p, const char *fn);  /* aborts if p is not a live bl
 size_t hak_large_usable(const void *p);       /* 0 if p is not a live large block */
 void  *hak_large_realloc(void *p, size_t size, int *handled);
 size_t hak_large_trim(void);
+unsigned hak_large_check(void);               /* hak_check's walk of the page runs */
 void   hak_large_fork_prepare(void);
 void   hak_large_fork_parent(void);
 void   hak_large_fork_child(void);

@@ -48,6 +48,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
@@ -700,4 +701,69 @@ void hak_large_fork_child(void) {
     hak_huge_fork_child();
     for (unsigned k = 0; k < HAK_ARENAS; k++) pthread_mutex_init(&arenas[k].lock, NULL);
     bg_started = 0;
+}
+
+/* ------------------------------------------------------------- checker */
+
+static unsigned run_check_fail(const char *what, const void *where) {
+    char buf[200];
+    snprintf(buf, sizeof buf, "hakmem: hak_check: page runs: %s at %p\n", what, where);
+    hak_write_err(buf);
+    return 1;
+}
+
+/* Walk every arena's regions run by run: boundary descriptors agree, free
+ * neighbours were merged, live runs hold no dirty bit, each free run's dirty
+ * count matches its bits, and the arena's bins, dirty list and counters
+ * match what the walk found.  Returns the number of problems (hak_check). */
+unsigned hak_large_check(void) {
+    unsigned bad = 0;
+    for (unsigned k = 0; k < HAK_ARENAS; k++) {
+        run_arena_t *a = &arenas[k];
+        pthread_mutex_lock(&a->lock);
+        size_t live = 0, dirty = 0, nfree = 0, ndirty_runs = 0, nbin = 0, nlist = 0;
+        for (run_region_t *r = a->regions; r; r = r->next) {
+            if (r->magic != REGION_MAGIC || r->arena != a) { bad += run_check_fail("region of another arena or without magic", r); continue; }
+            uint32_t free_pages = 0, prev_free = 0;
+            for (uint32_t i = HDR_PAGES; i < REGION_PAGES;) {
+                page_desc_t *d = &r->pages[i], *e;
+                uint32_t n = d->npages;
+                if (!(d->flags & PD_START) || n == 0 || i + n > REGION_PAGES) { bad += run_check_fail("run without a valid first descriptor", d); break; }
+                e = &r->pages[i + n - 1];
+                uint32_t fr = d->flags & PD_FREE;
+                if (!(e->flags & PD_END) || e->npages != n || (e->flags & PD_FREE) != fr)
+                    bad += run_check_fail("run whose last descriptor disagrees with its first", d);
+                if (fr) {
+                    if (prev_free) bad += run_check_fail("two free runs side by side (not merged)", d);
+                    if (bits_count(r->dirty, i, n) != d->ndirty) bad += run_check_fail("free run's dirty count is wrong", d);
+                    if (!!(d->flags & PD_DIRTY) != !!d->ndirty) bad += run_check_fail("free run's dirty flag is wrong", d);
+                    free_pages += n;
+                    dirty += d->ndirty;
+                    nfree++;
+                    ndirty_runs += d->ndirty != 0;
+                } else {
+                    if (bits_count(r->dirty, i, n)) bad += run_check_fail("live block with dirty bits", d);
+                    live += n;
+                }
+                prev_free = fr;
+                i += n;
+            }
+            if (free_pages != r->free_pages) bad += run_check_fail("region's free page count is wrong", r);
+        }
+        for (unsigned b = 0; b < NBINS; b++) {
+            if (!!a->bin_head[b] != !!(a->nonempty & (1ull << b))) bad += run_check_fail("bin bitmap disagrees with the bin", a);
+            for (page_desc_t *d = a->bin_head[b]; d && nbin <= nfree; d = d->next, nbin++)
+                if (!(d->flags & PD_FREE) || d->bin != b || bin_of(d->npages) != b) { bad += run_check_fail("bin holds a run that is not free or of another size", d); break; }
+        }
+        for (page_desc_t *d = a->dirty_head; d && nlist <= ndirty_runs; d = d->dnext, nlist++) {
+            if (!(d->flags & PD_DIRTY)) { bad += run_check_fail("dirty list holds a clean run", d); break; }
+            if (d->dnext && (int32_t)(d->dnext->stamp - d->stamp) < 0) bad += run_check_fail("dirty list out of age order", d);
+        }
+        if (nbin != nfree) bad += run_check_fail("bins do not hold every free run", a);
+        if (nlist != ndirty_runs) bad += run_check_fail("dirty list does not hold every dirty run", a);
+        if (live != a->live_pages) bad += run_check_fail("arena's live page count is wrong", a);
+        if (dirty != a->dirty_pages) bad += run_check_fail("arena's dirty page count is wrong", a);
+        pthread_mutex_unlock(&a->lock);
+    }
+    return bad;
 }
