@@ -102,9 +102,12 @@ typedef struct run_arena {
     page_desc_t *bin_head[NBINS], *bin_tail[NBINS];
     page_desc_t *dirty_head, *dirty_tail;
     size_t dirty_pages;
-    size_t live_pages, live_peak;       /* pages of live blocks: now, most this window */
-    size_t block_peak;                  /* largest block served or freed this window */
-    uint32_t peak_stamp;                /* ms when this window began */
+    size_t live_pages;                  /* pages of live blocks */
+    size_t live_peak[2];                /* most live pages: last window, this window */
+    size_t block_peak[2];               /* largest block served or freed: same */
+    uint32_t peak_stamp;                /* ms when this window began (windows: decay time) */
+    uint32_t zero_stamp;                /* ms when the live set last went to zero */
+    int zero_seen;
     run_region_t *regions;
     unsigned nregions;
 } __attribute__((aligned(64))) run_arena_t;
@@ -450,24 +453,34 @@ static void run_purge(run_arena_t *a, page_desc_t *d, int by_bound) {
 /* Purge what has been free for the decay time; then, oldest first, while
  * all arenas together hold more than HAKMEM_LARGE_CACHE_MIB of dirty pages
  * and this arena more than it may keep: LIVE_MULT times the most pages its
- * live blocks held within the decay time (a live set that dips for a moment
- * keeps its pages), or, with no live block, the largest block it served or
- * took back within that time (a program that frees all it has gets its
- * memory back at once, one that takes and frees one buffer at a time keeps
- * it).  `block` is the size of the block just allocated or freed.  Each
- * arena answers for its own pages, so a busy arena never purges for an idle
- * one. */
+ * live blocks held within the last one or two decay times (a live set that
+ * dips keeps its pages).  When its last block is freed it keeps only the
+ * largest block it served or took back in that time: a program that frees
+ * all it has gets its memory back at once, one that takes and frees one
+ * buffer at a time keeps that buffer.  A live set that goes to zero again
+ * within the decay time is a steady one that happens to touch zero, and
+ * keeps its pages as before.  `block` is the size of the block just
+ * allocated or freed.  Each arena answers for its own pages, so a busy arena
+ * never purges for an idle one. */
 static void arena_decay(run_arena_t *a, uint32_t now, uint32_t block) {
     uint32_t decay = (uint32_t)hak_opt.large_decay_ms;
     while (a->dirty_head && now - a->dirty_head->stamp >= decay) run_purge(a, a->dirty_head, 0);
     if (now - a->peak_stamp >= decay) {
-        a->live_peak = 0;
-        a->block_peak = 0;
+        a->live_peak[0] = a->live_peak[1];
+        a->block_peak[0] = a->block_peak[1];
+        a->live_peak[1] = a->block_peak[1] = 0;
         a->peak_stamp = now;
     }
-    if (a->live_pages > a->live_peak) a->live_peak = a->live_pages;
-    if (block > a->block_peak) a->block_peak = block;
-    size_t keep = a->live_pages ? a->live_peak * LIVE_MULT : a->block_peak;
+    if (a->live_pages > a->live_peak[1]) a->live_peak[1] = a->live_pages;
+    if (block > a->block_peak[1]) a->block_peak[1] = block;
+    size_t peak = a->live_peak[0] > a->live_peak[1] ? a->live_peak[0] : a->live_peak[1];
+    size_t keep = peak * LIVE_MULT;
+    if (a->live_pages == 0) {
+        int again = a->zero_seen && now - a->zero_stamp < decay;
+        a->zero_seen = 1;
+        a->zero_stamp = now;
+        if (!again) keep = a->block_peak[0] > a->block_peak[1] ? a->block_peak[0] : a->block_peak[1];
+    }
     size_t fixed = (size_t)hak_opt.large_cache_mib << 20;
     while (a->dirty_head && a->dirty_pages > keep &&
            __atomic_load_n(&dirty_bytes_all, __ATOMIC_RELAXED) > fixed)
