@@ -80,7 +80,7 @@ bench: $(BENCHES) $(B)/libhakmem.so $(B)/libhakmem-counters.so
 
 # --------------------------------------------------------------------- tests
 TEST_CFLAGS := -std=gnu11 -O1 -g -Wall -Wextra -Iinclude -fno-builtin
-CMOCKA_TESTS := test_api test_stress test_fork test_misuse test_diag test_tiers
+CMOCKA_TESTS := test_api test_stress test_fork test_misuse test_diag test_tiers test_large
 TEST_BINS_R := $(CMOCKA_TESTS:%=$(B)/tests/%-release)
 TEST_BINS_D := $(CMOCKA_TESTS:%=$(B)/tests/%-debug)
 

@@ -411,7 +411,7 @@ static page_desc_t *run_release(run_arena_t *a, run_region_t *r, uint32_t i, uin
         bin_remove(a, rs);
         if (rs->flags & PD_DIRTY) dirty_remove(a, rs);
         ndirty += rs->ndirty;
-        rs->flags = 0;
+        rs->flags = PD_GHOST;           /* it may have been a freed block's start */
         n += rs->npages;
         HAK_GSTAT_ADD(large_runs_coalesced, 1);
     }
@@ -464,7 +464,8 @@ static void run_purge(run_arena_t *a, page_desc_t *d, int by_bound) {
  * never purges for an idle one. */
 static void arena_decay(run_arena_t *a, uint32_t now, uint32_t block) {
     uint32_t decay = (uint32_t)hak_opt.large_decay_ms;
-    while (a->dirty_head && now - a->dirty_head->stamp >= decay) run_purge(a, a->dirty_head, 0);
+    while (a->dirty_head && (int32_t)(now - a->dirty_head->stamp) >= (int32_t)decay)
+        run_purge(a, a->dirty_head, 0);
     if (now - a->peak_stamp >= decay) {
         a->live_peak[0] = a->live_peak[1];
         a->block_peak[0] = a->block_peak[1];
@@ -543,7 +544,6 @@ void *hak_large_alloc(size_t size, size_t align, int zero) {
     uint32_t n = (uint32_t)((size + PAGE - 1) >> PAGE_SHIFT);
     if (n == 0) n = 1;
     uint32_t slack = (uint32_t)(align >> PAGE_SHIFT) - 1;
-    uint32_t now = now_ms();
     run_arena_t *a = arena_lock();
     page_desc_t *d = find_fit(a, n + slack);
     if (!d) {
@@ -561,7 +561,7 @@ void *hak_large_alloc(size_t size, size_t align, int zero) {
     uint32_t i = desc_index(r, d);
     uint32_t off = (uint32_t)((-page_addr(r, i) & (align - 1)) >> PAGE_SHIFT);
     uint32_t dirty = run_take(a, d, off, n);
-    arena_decay(a, now, n);
+    arena_decay(a, now_ms(), n);          /* read under the lock: stamps only grow */
     pthread_mutex_unlock(&a->lock);
     HAK_GSTAT_ADD(large_live, 1);
     void *p = (void *)page_addr(r, i + off);

@@ -9,7 +9,8 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
-static void expect_abort(int (*fn)(void *), void *arg, const char *what)
+/* The same, and stderr must also contain `must` (if not NULL). */
+static void expect_abort_msg(int (*fn)(void *), void *arg, const char *what, const char *must)
 {
     tu_shared *sh = tu_shared_page();
     char err[4096], st[128];
@@ -32,6 +33,13 @@ static void expect_abort(int (*fn)(void *), void *arg, const char *what)
         fail_msg("%s on %s: stderr does not mention \"hakmem\": \"%s\"", what, sh->addr, err);
     if (!strstr(err, sh->addr))
         fail_msg("%s: stderr does not contain the address %s: \"%s\"", what, sh->addr, err);
+    if (must && !strstr(err, must))
+        fail_msg("%s on %s: stderr does not say \"%s\": \"%s\"", what, sh->addr, must, err);
+}
+
+static void expect_abort(int (*fn)(void *), void *arg, const char *what)
+{
+    expect_abort_msg(fn, arg, what, NULL);
 }
 
 /* Keep a few live blocks around so that the heap is not trivially empty. */
@@ -348,6 +356,139 @@ static void test_realloc_freed(void **state)
     expect_abort(do_realloc_freed, NULL, "realloc of a freed block");
 }
 
+/* ------------------------------------------- large blocks (page runs) */
+
+/* Three adjacent 1 MiB page runs L, P, R, written.  The parent never
+ * allocates a large block, so each child starts with an empty arena and a
+ * fresh region, where consecutive blocks are adjacent. */
+static int three_runs(unsigned char **l, unsigned char **p, unsigned char **r)
+{
+    const size_t mib = 1024 * 1024;
+    *l = malloc(mib);
+    *p = malloc(mib);
+    *r = malloc(mib);
+    if (!*l || !*p || !*r)
+        return 3;
+    memset(*l, 1, mib);
+    memset(*p, 2, mib);
+    memset(*r, 3, mib);
+    if (*p != *l + mib || *r != *p + mib) {
+        fprintf(stderr, "test setup: 1 MiB blocks %p %p %p are not adjacent\n", (void *)*l,
+                (void *)*p, (void *)*r);
+        return 5;
+    }
+    return 0;
+}
+
+/* arg 0: L and R are freed, then P (which merges with both), then P again.
+ * arg 1: P is freed, then L (which takes P's pages into its run), then R,
+ * then P again. */
+static int do_double_free_large_merged(void *arg)
+{
+    unsigned char *l, *p, *r;
+    warm_up();
+    int rc = three_runs(&l, &p, &r);
+    if (rc)
+        return rc;
+    if (arg == NULL) {
+        free(l);
+        free(r);
+        free(p);
+    } else {
+        free(p);
+        free(l);
+        free(r);
+    }
+    void *q = tu_launder(p);
+    tu_expect_addr(q);
+    free(q);
+    return 0;
+}
+
+static void test_double_free_large_merged(void **state)
+{
+    (void)state;
+    expect_abort_msg(do_double_free_large_merged, NULL,
+                     "double free of a 1 MiB block freed after both neighbours (merged with them)",
+                     "double free");
+    expect_abort_msg(do_double_free_large_merged, (void *)1,
+                     "double free of a 1 MiB block freed before both neighbours (they merged "
+                     "its pages into their run)", "double free");
+}
+
+static int do_free_interior_large_run(void *arg)
+{
+    (void)arg;
+    unsigned char *l, *p, *r;
+    warm_up();
+    int rc = three_runs(&l, &p, &r);
+    if (rc)
+        return rc;
+    void *q = tu_launder(p + 4096);
+    tu_expect_addr(q);
+    free(q);
+    return 0;
+}
+
+static void test_free_interior_large_run(void **state)
+{
+    (void)state;
+    expect_abort_msg(do_free_interior_large_run, NULL, "free of p+4096, p = malloc(1 MiB)",
+                     "invalid pointer");
+}
+
+/* A page inside the region header: the block's address rounded down to
+ * 64 MiB (regions are aligned to at least that, and the first block of a
+ * fresh region lies just past its header), plus 4096. */
+static int do_free_region_header(void *arg)
+{
+    (void)arg;
+    unsigned char *l, *p, *r;
+    warm_up();
+    int rc = three_runs(&l, &p, &r);
+    if (rc)
+        return rc;
+    uintptr_t base = (uintptr_t)l & ~(uintptr_t)((64u << 20) - 1);
+    if ((uintptr_t)l - base >= (4u << 20)) {
+        fprintf(stderr, "test setup: the first block %p is %#lx past a 64 MiB boundary, not just "
+                "past a region header\n", (void *)l, (unsigned long)((uintptr_t)l - base));
+        return 5;
+    }
+    void *q = tu_launder((void *)(base + 4096));
+    tu_expect_addr(q);
+    free(q);
+    return 0;
+}
+
+static void test_free_region_header(void **state)
+{
+    (void)state;
+    expect_abort_msg(do_free_region_header, NULL,
+                     "free of a page of a large-block region's header", "invalid pointer");
+}
+
+static int do_realloc_freed_large(void *arg)
+{
+    (void)arg;
+    unsigned char *l, *p, *r;
+    warm_up();
+    int rc = three_runs(&l, &p, &r);
+    if (rc)
+        return rc;
+    free(p);
+    void *q = tu_launder(p);
+    tu_expect_addr(q);
+    void *n = realloc(q, 2 * 1024 * 1024);
+    (void)tu_launder(n);
+    return 0;
+}
+
+static void test_realloc_freed_large(void **state)
+{
+    (void)state;
+    expect_abort_msg(do_realloc_freed_large, NULL, "realloc of a freed 1 MiB block", "realloc");
+}
+
 /* ------------------------------------------- the process survives misuse */
 
 /* After all the aborting children, the parent's allocator still works
@@ -381,6 +522,10 @@ int main(void)
         cmocka_unit_test(test_realloc_stack),
         cmocka_unit_test(test_realloc_wild),
         cmocka_unit_test(test_realloc_freed),
+        cmocka_unit_test(test_double_free_large_merged),
+        cmocka_unit_test(test_free_interior_large_run),
+        cmocka_unit_test(test_free_region_header),
+        cmocka_unit_test(test_realloc_freed_large),
         cmocka_unit_test(test_parent_unaffected),
     };
     alarm(300);
