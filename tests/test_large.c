@@ -52,12 +52,10 @@
 
 #define CHILD_ARG   "--child-workload"
 #define ERR_CAP     (64 * 1024)
-#define JSON_CAP    (64 * 1024)
 #define PAGE        ((size_t)4096)
 #define REGION      ((uintptr_t)64 << 20)    /* regions are aligned to at least this */
 
 static char g_err[ERR_CAP];
-static char g_json[JSON_CAP];
 static char g_self[PATH_MAX];
 
 /* ------------------------------------------------------------- helpers */
@@ -67,24 +65,13 @@ static size_t round_page(size_t n)
     return (n + PAGE - 1) & ~(PAGE - 1);
 }
 
-/* One number of hak_stats_json; *ok = 0 if the key is missing. */
-static uint64_t stat_get(const char *key, int *ok)
-{
-    char pat[80];
-    snprintf(pat, sizeof pat, "\"%s\":", key);
-    size_t need = hak_stats_json(g_json, sizeof g_json);
-    const char *s = need < sizeof g_json ? strstr(g_json, pat) : NULL;
-    *ok = s != NULL;
-    return s ? strtoull(s + strlen(pat), NULL, 10) : 0;
-}
-
 /* Inside a cmocka test: a missing key fails the test. */
 static uint64_t stat_u64(const char *key)
 {
     int ok;
-    uint64_t v = stat_get(key, &ok);
+    uint64_t v = tu_stat(key, &ok);
     if (!ok)
-        fail_msg("hak_stats_json lacks \"%s\": %s", key, g_json);
+        fail_msg("hak_stats_json lacks \"%s\": %s", key, tu_stats_text);
     return v;
 }
 
@@ -92,9 +79,9 @@ static uint64_t stat_u64(const char *key)
 static uint64_t stat_c(const char *key)
 {
     int ok;
-    uint64_t v = stat_get(key, &ok);
+    uint64_t v = tu_stat(key, &ok);
     if (!ok) {
-        fprintf(stderr, "hak_stats_json lacks \"%s\": %s\n", key, g_json);
+        fprintf(stderr, "hak_stats_json lacks \"%s\": %s\n", key, tu_stats_text);
         exit(10);
     }
     return v;
@@ -174,18 +161,7 @@ typedef struct {
 static int do_exec_env(void *arg)
 {
     const exec_req *rq = arg;
-    char *envp[16], path[4096];
-    const char *p = getenv("PATH");
-    int n = 0;
-
-    snprintf(path, sizeof path, "PATH=%s", p ? p : "/usr/bin:/bin");
-    envp[n++] = path;
-    for (const char *const *v = rq->vars; v && *v && n < 15; v++)
-        envp[n++] = (char *)*v;
-    envp[n] = NULL;
-    char *argv[] = { g_self, (char *)CHILD_ARG, (char *)rq->workload, NULL };
-    execve(g_self, argv, envp);
-    return 127;
+    return tu_exec_self(g_self, CHILD_ARG, rq->workload, rq->vars);
 }
 
 /* Run this binary again with argv = CHILD_ARG workload and exactly PATH plus

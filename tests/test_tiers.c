@@ -38,13 +38,11 @@
 
 #define CHILD_ARG "--child-workload"
 #define ERR_CAP   (64 * 1024)
-#define JSON_CAP  (64 * 1024)
 #define MAXB      65536          /* blocks one bookkeeping array holds */
 
 /* Static buffers: the bookkeeping must not come from the allocator under
  * test (it would perturb what is measured). */
 static char g_err[ERR_CAP];
-static char g_json[JSON_CAP];
 static char g_self[PATH_MAX];
 static void *g_ptr[MAXB];
 static size_t g_len[MAXB];
@@ -77,24 +75,13 @@ static long minflt_now(void)
     return ru.ru_minflt;
 }
 
-/* One number of hak_stats_json; 0 and *ok = 0 if the key is missing. */
-static uint64_t stat_get(const char *key, int *ok)
-{
-    char pat[80];
-    snprintf(pat, sizeof pat, "\"%s\":", key);
-    size_t need = hak_stats_json(g_json, sizeof g_json);
-    const char *s = need < sizeof g_json ? strstr(g_json, pat) : NULL;
-    *ok = s != NULL;
-    return s ? strtoull(s + strlen(pat), NULL, 10) : 0;
-}
-
 /* The same inside a cmocka test: a missing key fails the test. */
 static uint64_t stat_u64(const char *key)
 {
     int ok;
-    uint64_t v = stat_get(key, &ok);
+    uint64_t v = tu_stat(key, &ok);
     if (!ok)
-        fail_msg("hak_stats_json lacks \"%s\": %s", key, g_json);
+        fail_msg("hak_stats_json lacks \"%s\": %s", key, tu_stats_text);
     return v;
 }
 
@@ -161,18 +148,7 @@ typedef struct {
 static int do_exec_env(void *arg)
 {
     const exec_req *rq = arg;
-    char *envp[16], path[4096];
-    const char *p = getenv("PATH");
-    int n = 0;
-
-    snprintf(path, sizeof path, "PATH=%s", p ? p : "/usr/bin:/bin");
-    envp[n++] = path;
-    for (const char *const *v = rq->vars; v && *v && n < 15; v++)
-        envp[n++] = (char *)*v;
-    envp[n] = NULL;
-    char *argv[] = { g_self, (char *)CHILD_ARG, (char *)rq->workload, NULL };
-    execve(g_self, argv, envp);
-    return 127;
+    return tu_exec_self(g_self, CHILD_ARG, rq->workload, rq->vars);
 }
 
 /* Run this binary again with argv = CHILD_ARG workload and exactly PATH plus
@@ -517,7 +493,7 @@ static long lazyfree_bytes(void)
 static int child_main(const char *name)
 {
     int ok;
-    uint64_t purged0 = stat_get("purged_bytes", &ok);
+    uint64_t purged0 = tu_stat("purged_bytes", &ok);
     if (!ok)
         return WL_CHECK;
     int rc;
@@ -537,7 +513,7 @@ static int child_main(const char *name)
         fprintf(stderr, "child workload %s: %s\n", name, wname(rc));
         return rc;
     }
-    if (purge_mode_counts() && stat_get("purged_bytes", &ok) <= purged0) {
+    if (purge_mode_counts() && tu_stat("purged_bytes", &ok) <= purged0) {
         fprintf(stderr, "child workload %s: purged_bytes stayed at %llu\n", name,
                 (unsigned long long)purged0);
         return WL_NOPURGE;
@@ -1101,14 +1077,14 @@ static int remote_free_child(void *arg)
 {
     int ok;
     (void)arg;
-    uint64_t purged0 = stat_get("purged_bytes", &ok);
+    uint64_t purged0 = tu_stat("purged_bytes", &ok);
     int rc = remote_free_workload(20000, 2);
     if (rc != WL_OK) {
         fprintf(stderr, "remote-free workload: %s\n", wname(rc));
         return rc;
     }
     /* The producer's malloc_trim calls purged its free slabs. */
-    if (purge_mode_counts() && stat_get("purged_bytes", &ok) <= purged0) {
+    if (purge_mode_counts() && tu_stat("purged_bytes", &ok) <= purged0) {
         fprintf(stderr, "remote-free workload: purged_bytes stayed at %llu\n",
                 (unsigned long long)purged0);
         return WL_NOPURGE;

@@ -236,6 +236,44 @@ static inline void tu_expect_addr(const void *ptr)
     snprintf(s->addr, sizeof s->addr, "%p", ptr);
 }
 
+/* ------------------------------------------------------------ statistics */
+
+/* The last text hak_stats_json gave tu_stat (for messages). */
+static char tu_stats_text[64 * 1024];
+
+/* One number of hak_stats_json; *ok = 0 if the key is missing. */
+static inline uint64_t tu_stat(const char *key, int *ok)
+{
+    char pat[80];
+    snprintf(pat, sizeof pat, "\"%s\":", key);
+    size_t need = hak_stats_json(tu_stats_text, sizeof tu_stats_text);
+    const char *s = need < sizeof tu_stats_text ? strstr(tu_stats_text, pat) : NULL;
+    *ok = s != NULL;
+    return s ? strtoull(s + strlen(pat), NULL, 10) : 0;
+}
+
+/* ------------------------------------------------------ this binary again */
+
+/* In a child: exec this binary (self) as "self flag workload" with exactly
+ * PATH and vars (NULL terminated, at most 14) as its environment.  Returns
+ * only if exec failed. */
+static inline int tu_exec_self(const char *self, const char *flag, const char *workload,
+                               const char *const *vars)
+{
+    char *envp[16], path[4096];
+    const char *p = getenv("PATH");
+    int n = 0;
+
+    snprintf(path, sizeof path, "PATH=%s", p ? p : "/usr/bin:/bin");
+    envp[n++] = path;
+    for (const char *const *v = vars; v && *v && n < 15; v++)
+        envp[n++] = (char *)*v;
+    envp[n] = NULL;
+    char *argv[] = { (char *)self, (char *)flag, (char *)workload, NULL };
+    execve(self, argv, envp);
+    return 127;
+}
+
 /* --------------------------------------------------------- run_in_child */
 
 /* Seconds a child may run before SIGALRM kills it (deadlock -> failure). */
