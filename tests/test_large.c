@@ -65,7 +65,7 @@ static size_t round_page(size_t n)
     return (n + PAGE - 1) & ~(PAGE - 1);
 }
 
-/* Inside a cmocka test: a missing key fails the test. */
+/* One number of hak_stats_json; a missing key fails the test. */
 static uint64_t stat_u64(const char *key)
 {
     int ok;

@@ -75,7 +75,7 @@ static long minflt_now(void)
     return ru.ru_minflt;
 }
 
-/* The same inside a cmocka test: a missing key fails the test. */
+/* One number of hak_stats_json; a missing key fails the test. */
 static uint64_t stat_u64(const char *key)
 {
     int ok;
