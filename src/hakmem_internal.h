@@ -356,6 +356,7 @@ size_t hak_large_usable(const void *p);       /* 0 if p is not a live large bloc
 void  *hak_large_realloc(void *p, size_t size, int *handled);
 size_t hak_large_trim(void);
 unsigned hak_large_check(void);               /* hak_check's walk of the page runs */
+void   hak_large_stats(hak_global_stats_t *g);   /* add the arenas' counters */
 void   hak_large_fork_prepare(void);
 void   hak_large_fork_parent(void);
 void   hak_large_fork_child(void);

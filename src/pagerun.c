@@ -110,6 +110,10 @@ typedef struct run_arena {
     int zero_seen;
     run_region_t *regions;
     unsigned nregions;
+    /* Counters of the tier's every operation live here, under the lock,
+     * not in hak_gstats: atomics on one shared line from every thread would
+     * cost more than the rest of a large malloc (hak_large_stats sums them). */
+    uint64_t nlive, nsplit, ncoalesced, nreused;
 } __attribute__((aligned(64))) run_arena_t;
 
 static run_arena_t arenas[HAK_ARENAS] = {
@@ -117,7 +121,6 @@ static run_arena_t arenas[HAK_ARENAS] = {
 };
 static __thread uint32_t tl_arena __attribute__((tls_model("initial-exec")));  /* index + 1 */
 static uint32_t arena_next;
-static size_t dirty_bytes_all;          /* dirty pages of every arena, in bytes */
 static int bg_started;
 
 _Static_assert(sizeof(page_desc_t) == 48, "page descriptor is 48 bytes");
@@ -141,16 +144,24 @@ HAK_INLINE run_region_t *region_of(uintptr_t a) { return (run_region_t *)(a & ~(
 HAK_INLINE uint32_t desc_index(const run_region_t *r, const page_desc_t *d) { return (uint32_t)(d - r->pages); }
 HAK_INLINE uintptr_t page_addr(const run_region_t *r, uint32_t i) { return (uintptr_t)r + ((uintptr_t)i << PAGE_SHIFT); }
 
+/* Page counts are read without the lock by statistics and by other arenas'
+ * byte bound: relaxed stores. */
 static void stat_dirty(run_arena_t *a, long pages) {
-    a->dirty_pages += (size_t)pages;
-    __atomic_fetch_add(&dirty_bytes_all, (size_t)pages << PAGE_SHIFT, __ATOMIC_RELAXED);
-    HAK_GSTAT_ADD(large_cached_bytes, (size_t)pages << PAGE_SHIFT);
+    __atomic_store_n(&a->dirty_pages, a->dirty_pages + (size_t)pages, __ATOMIC_RELAXED);
 }
 
 static void stat_live(run_arena_t *a, long pages) {
-    a->live_pages += (size_t)pages;
-    HAK_GSTAT_ADD(large_live_bytes, (size_t)pages << PAGE_SHIFT);
+    __atomic_store_n(&a->live_pages, a->live_pages + (size_t)pages, __ATOMIC_RELAXED);
 }
+
+/* Dirty bytes of all arenas (read when an arena is over its own bound). */
+static size_t dirty_bytes_all(void) {
+    size_t n = 0;
+    for (unsigned k = 0; k < HAK_ARENAS; k++) n += __atomic_load_n(&arenas[k].dirty_pages, __ATOMIC_RELAXED);
+    return n << PAGE_SHIFT;
+}
+
+#define ARENA_STAT(a, field) __atomic_store_n(&(a)->field, (a)->field + 1, __ATOMIC_RELAXED)
 
 /* Size bins: runs of 1..3 pages in bins 1..3, then four per doubling. */
 static unsigned bin_of(uint32_t n) {
@@ -364,19 +375,18 @@ static uint32_t run_take(run_arena_t *a, page_desc_t *d, uint32_t off, uint32_t 
     uint32_t head_dirty = was_dirty && off ? bits_count(r->dirty, i, off) : 0;
     if (off) {
         free_run_add(a, r, i, off, head_dirty, stamp, &pos);
-        HAK_GSTAT_ADD(large_runs_split, 1);
+        ARENA_STAT(a, nsplit);
     }
     uint32_t rest = total - off - n;
     if (rest) {
         free_run_add(a, r, i + off + n, rest, ndirty - dirty - head_dirty, stamp, &pos);
-        HAK_GSTAT_ADD(large_runs_split, 1);
+        ARENA_STAT(a, nsplit);
     }
     run_set(r, i + off, n, 0);
     r->free_pages -= n;
     if (dirty) {
         stat_dirty(a, -(long)dirty);
-        HAK_GSTAT_ADD(large_runs_reused, 1);
-        HAK_GSTAT_ADD(large_cache_hits, 1);
+        ARENA_STAT(a, nreused);
     }
     stat_live(a, n);
     return dirty;
@@ -404,7 +414,7 @@ static page_desc_t *run_release(run_arena_t *a, run_region_t *r, uint32_t i, uin
         own->flags = PD_GHOST;          /* a later free of this pointer: double free */
         i -= ln;
         n += ln;
-        HAK_GSTAT_ADD(large_runs_coalesced, 1);
+        ARENA_STAT(a, ncoalesced);
     }
     if (i + n < REGION_PAGES && (r->pages[i + n].flags & PD_FREE)) {
         page_desc_t *rs = &r->pages[i + n];
@@ -413,7 +423,7 @@ static page_desc_t *run_release(run_arena_t *a, run_region_t *r, uint32_t i, uin
         ndirty += rs->ndirty;
         rs->flags = PD_GHOST;           /* it may have been a freed block's start */
         n += rs->npages;
-        HAK_GSTAT_ADD(large_runs_coalesced, 1);
+        ARENA_STAT(a, ncoalesced);
     }
     page_desc_t *pos = a->dirty_tail;
     return free_run_add(a, r, i, n, ndirty, now, &pos);
@@ -484,7 +494,7 @@ static void arena_decay(run_arena_t *a, uint32_t now, uint32_t block) {
     }
     size_t fixed = (size_t)hak_opt.large_cache_mib << 20;
     while (a->dirty_head && a->dirty_pages > keep &&
-           __atomic_load_n(&dirty_bytes_all, __ATOMIC_RELAXED) > fixed)
+           dirty_bytes_all() > fixed)
         run_purge(a, a->dirty_head, 1);
 }
 
@@ -562,8 +572,8 @@ void *hak_large_alloc(size_t size, size_t align, int zero) {
     uint32_t off = (uint32_t)((-page_addr(r, i) & (align - 1)) >> PAGE_SHIFT);
     uint32_t dirty = run_take(a, d, off, n);
     arena_decay(a, now_ms(), n);          /* read under the lock: stamps only grow */
+    ARENA_STAT(a, nlive);
     pthread_mutex_unlock(&a->lock);
-    HAK_GSTAT_ADD(large_live, 1);
     void *p = (void *)page_addr(r, i + off);
     /* Purged and fresh pages read as zero; MADV_FREE'd ones may not. */
     if (zero && (dirty || hak_opt.purge_mode == 1)) memset(p, 0, (size_t)n << PAGE_SHIFT);
@@ -613,8 +623,8 @@ void hak_large_free(void *p, const char *fn) {
     stat_live(ar, -(long)n);
     run_release(ar, r, desc_index(r, d), n, now);
     arena_decay(ar, now, n);
+    __atomic_store_n(&ar->nlive, ar->nlive - 1, __ATOMIC_RELAXED);
     pthread_mutex_unlock(&ar->lock);
-    HAK_GSTAT_SUB(large_live, 1);
 }
 
 size_t hak_large_usable(const void *p) {
@@ -714,6 +724,22 @@ void hak_large_fork_child(void) {
     hak_huge_fork_child();
     for (unsigned k = 0; k < HAK_ARENAS; k++) pthread_mutex_init(&arenas[k].lock, NULL);
     bg_started = 0;
+}
+
+/* Add the arenas' counters to a statistics snapshot (read without the
+ * locks: each is a relaxed load of a value its arena's lock owner stores). */
+void hak_large_stats(hak_global_stats_t *g) {
+    for (unsigned k = 0; k < HAK_ARENAS; k++) {
+        const run_arena_t *a = &arenas[k];
+        g->large_live += __atomic_load_n(&a->nlive, __ATOMIC_RELAXED);
+        g->large_live_bytes += (uint64_t)__atomic_load_n(&a->live_pages, __ATOMIC_RELAXED) << PAGE_SHIFT;
+        g->large_cached_bytes += (uint64_t)__atomic_load_n(&a->dirty_pages, __ATOMIC_RELAXED) << PAGE_SHIFT;
+        g->large_runs_split += __atomic_load_n(&a->nsplit, __ATOMIC_RELAXED);
+        g->large_runs_coalesced += __atomic_load_n(&a->ncoalesced, __ATOMIC_RELAXED);
+        uint64_t reused = __atomic_load_n(&a->nreused, __ATOMIC_RELAXED);
+        g->large_runs_reused += reused;
+        g->large_cache_hits += reused;
+    }
 }
 
 /* ------------------------------------------------------------- checker */

@@ -55,6 +55,7 @@ static void snapshot(snapshot_t *s) {
     const uint64_t *src = (const uint64_t *)&hak_gstats;
     uint64_t *dst = (uint64_t *)&s->g;
     for (size_t i = 0; i < sizeof s->g / sizeof(uint64_t); i++) dst[i] = rd(&src[i]);
+    hak_large_stats(&s->g);
     s->rss_bytes = read_rss();
 }
 
