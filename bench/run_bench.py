@@ -125,10 +125,10 @@ def benchmarks(quick):
         ("mt_mixed 2T band 64KiB-1MiB ws64 %s/thread" % tag(150_000), "bench_mt_mixed",
          [2, it(150_000), 64, 42, 64 * KiB, 1 * MiB]),
         # one thread allocates 256KiB-4MiB blocks, another frees them
-        ("large_remote 256KiB-4MiB %s" % tag(3000), "bench_large_remote",
-         [it(3000), 42, 256 * KiB, 4 * MiB]),
+        ("large_remote 256KiB-4MiB %s" % tag(10_000), "bench_large_remote",
+         [it(10_000), 42, 256 * KiB, 4 * MiB]),
         # 2 threads, requests with 64KiB-4MiB buffers partly filled, 4 held
-        ("server 2T 64KiB-4MiB %s/thread" % tag(5000), "bench_server", [2, it(5000), 42]),
+        ("server 2T 64KiB-4MiB %s/thread" % tag(15_000), "bench_server", [2, it(15_000), 42]),
         # strings growing by appending, vectors growing by doubling
         ("realloc growth %s" % tag(2_000_000), "bench_realloc", [it(2_000_000), 16 // div, 42]),
         # 20 live buffers of 5-25 MiB, each new one written in full
