@@ -3,11 +3,17 @@
 #   make BUILD_FLAVOR=debug      debug libraries:   build/libhakmem-debug.so, .a
 #   make test                    builds both flavors and runs every test against each
 #   make bench                   benchmark table: hakmem vs system, mimalloc, jemalloc, tcmalloc
-#   make install PREFIX=/usr/local
+#   make install PREFIX=/usr/local [LIBDIR=...] [DESTDIR=...]
+#                                libraries, header, pkg-config and CMake files,
+#                                man pages, the launcher bin/hakmem
 #   make bench_random_mixed_hakmem BUILD_FLAVOR=release|debug [EXTRA_CFLAGS=...]
 
 BUILD_FLAVOR ?= release
 PREFIX       ?= /usr/local
+LIBDIR       ?= $(PREFIX)/lib
+INCLUDEDIR   ?= $(PREFIX)/include
+BINDIR       ?= $(PREFIX)/bin
+MANDIR       ?= $(PREFIX)/share/man
 CC           ?= cc
 B            := build
 
@@ -33,12 +39,19 @@ BASE_CFLAGS := -std=gnu11 -Wall -Wextra -fPIC -fno-builtin -fno-plt -fno-tree-sl
                -ftls-model=initial-exec -fvisibility=hidden \
                -fno-semantic-interposition -fno-stack-protector -Iinclude -Isrc
 
+# The version is defined once, in include/hakmem.h.
+hv = $(shell sed -n 's/^\#define HAKMEM_VERSION_$(1) \([0-9][0-9]*\)$$/\1/p' include/hakmem.h)
+VERSION_MAJOR := $(call hv,MAJOR)
+VERSION := $(VERSION_MAJOR).$(call hv,MINOR).$(call hv,PATCH)
+# Only the symbols listed in the version script are exported.
+MAP := src/hakmem.map
+
 SRCS := $(wildcard src/*.c)
 HDRS := $(wildcard src/*.h) include/hakmem.h
 
 .PHONY: all lib test bench install clean FORCE
 all: lib
-lib: $(B)/libhakmem$(SUFFIX).so $(B)/libhakmem$(SUFFIX).a
+lib: $(B)/libhakmem$(SUFFIX).so $(B)/libhakmem$(SUFFIX).so.$(VERSION_MAJOR) $(B)/libhakmem$(SUFFIX).a
 
 # One set of rules per flavor; objects in build/obj-<flavor>/.  A stamp file
 # holding the flags makes a change of flags (EXTRA_CFLAGS) rebuild.
@@ -50,8 +63,14 @@ $(B)/obj-$(1)/.flags: FORCE
 	@echo '$$(CC) $$(CFLAGS_$(1))' | cmp -s - $$@ || echo '$$(CC) $$(CFLAGS_$(1))' > $$@
 $(B)/obj-$(1)/%.o: src/%.c $$(HDRS) $(B)/obj-$(1)/.flags
 	$$(CC) $$(CFLAGS_$(1)) -c $$< -o $$@
-$(B)/libhakmem$$(SUFFIX_$(1)).so: $$(OBJS_$(1))
-	$$(CC) -shared -Wl,-soname,libhakmem$$(SUFFIX_$(1)).so -Wl,-z,now -o $$@ $$^ -lpthread
+# libhakmem<suffix>.so.MAJOR.MINOR.PATCH with soname libhakmem<suffix>.so.MAJOR,
+# and the two links to it: the soname (what programs load) and the .so (what
+# -lhakmem and LD_PRELOAD=build/libhakmem.so use).
+$(B)/libhakmem$$(SUFFIX_$(1)).so.$(VERSION): $$(OBJS_$(1)) $(MAP)
+	$$(CC) -shared -Wl,-soname,libhakmem$$(SUFFIX_$(1)).so.$(VERSION_MAJOR) \
+	  -Wl,--version-script,$(MAP) -Wl,-z,now -o $$@ $$(OBJS_$(1)) -lpthread
+$(B)/libhakmem$$(SUFFIX_$(1)).so.$(VERSION_MAJOR) $(B)/libhakmem$$(SUFFIX_$(1)).so: $(B)/libhakmem$$(SUFFIX_$(1)).so.$(VERSION)
+	ln -sf libhakmem$$(SUFFIX_$(1)).so.$(VERSION) $$@
 $(B)/libhakmem$$(SUFFIX_$(1)).a: $$(OBJS_$(1))
 	rm -f $$@
 	ar rcs $$@ $$^
@@ -84,11 +103,11 @@ CMOCKA_TESTS := test_api test_stress test_fork test_misuse test_diag test_tiers 
 TEST_BINS_R := $(CMOCKA_TESTS:%=$(B)/tests/%-release)
 TEST_BINS_D := $(CMOCKA_TESTS:%=$(B)/tests/%-debug)
 
-$(B)/tests/%-release: tests/%.c tests/test_util.h $(B)/libhakmem.so
+$(B)/tests/%-release: tests/%.c tests/test_util.h $(B)/libhakmem.so $(B)/libhakmem.so.$(VERSION_MAJOR)
 	@mkdir -p $(B)/tests
 	$(CC) $(TEST_CFLAGS) -o $@ $< -L$(B) -Wl,-rpath,'$$ORIGIN/..' -lhakmem -lcmocka -lpthread
 
-$(B)/tests/%-debug: tests/%.c tests/test_util.h $(B)/libhakmem-debug.so
+$(B)/tests/%-debug: tests/%.c tests/test_util.h $(B)/libhakmem-debug.so $(B)/libhakmem-debug.so.$(VERSION_MAJOR)
 	@mkdir -p $(B)/tests
 	$(CC) $(TEST_CFLAGS) -o $@ $< -L$(B) -Wl,-rpath,'$$ORIGIN/..' -lhakmem-debug -lcmocka -lpthread
 
