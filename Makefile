@@ -68,7 +68,7 @@ $(B)/obj-$(1)/%.o: src/%.c $$(HDRS) $(B)/obj-$(1)/.flags
 # -lhakmem and LD_PRELOAD=build/libhakmem.so use).
 $(B)/libhakmem$$(SUFFIX_$(1)).so.$(VERSION): $$(OBJS_$(1)) $(MAP)
 	$$(CC) -shared -Wl,-soname,libhakmem$$(SUFFIX_$(1)).so.$(VERSION_MAJOR) \
-	  -Wl,--version-script,$(MAP) -Wl,-z,now -o $$@ $$(OBJS_$(1)) -lpthread
+	  -Wl,--version-script,$(MAP) -Wl,-z,now $$(LDFLAGS) -o $$@ $$(OBJS_$(1)) -lpthread
 $(B)/libhakmem$$(SUFFIX_$(1)).so.$(VERSION_MAJOR) $(B)/libhakmem$$(SUFFIX_$(1)).so: $(B)/libhakmem$$(SUFFIX_$(1)).so.$(VERSION)
 	ln -sf libhakmem$$(SUFFIX_$(1)).so.$(VERSION) $$@
 $(B)/libhakmem$$(SUFFIX_$(1)).a: $$(OBJS_$(1))
@@ -123,13 +123,35 @@ test: $(TEST_BINS_R) $(TEST_BINS_D) $(B)/tests/test_static-release $(B)/tests/te
 	sh tests/run_tests.sh $(B)
 
 # ------------------------------------------------------------------- install
+# Paths are substituted here, at install time, into the pkg-config file, the
+# CMake package and the launcher, so that each names the directory it was
+# installed for (PREFIX/LIBDIR, whatever DESTDIR stages it).
+SIZEOF_VOID_P = $(shell echo __SIZEOF_POINTER__ | $(CC) -E -P - | tail -n 1)
+SUBST = sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
+	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' -e 's|@SUFFIX@|$(SUFFIX)|g' \
+	    -e 's|@VERSION@|$(VERSION)|g' -e 's|@VERSION_MAJOR@|$(VERSION_MAJOR)|g' \
+	    -e 's|@SIZEOF_VOID_P@|$(SIZEOF_VOID_P)|g'
+SONAME_LINK := libhakmem$(SUFFIX).so.$(VERSION_MAJOR)
+
 install: lib
-	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
-	install -m 755 $(B)/libhakmem$(SUFFIX).so $(DESTDIR)$(PREFIX)/lib/
-	install -m 644 $(B)/libhakmem$(SUFFIX).a $(DESTDIR)$(PREFIX)/lib/
-	install -m 644 include/hakmem.h $(DESTDIR)$(PREFIX)/include/
-	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@SUFFIX@|$(SUFFIX)|' hakmem.pc.in \
-	  > $(DESTDIR)$(PREFIX)/lib/pkgconfig/hakmem$(SUFFIX).pc
+	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(BINDIR) \
+	  $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man3
+	install -m 644 $(B)/libhakmem$(SUFFIX).so.$(VERSION) $(DESTDIR)$(LIBDIR)/
+	ln -sf libhakmem$(SUFFIX).so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME_LINK)
+	ln -sf libhakmem$(SUFFIX).so.$(VERSION) $(DESTDIR)$(LIBDIR)/libhakmem$(SUFFIX).so
+	install -m 644 $(B)/libhakmem$(SUFFIX).a $(DESTDIR)$(LIBDIR)/
+	install -m 644 include/hakmem.h $(DESTDIR)$(INCLUDEDIR)/
+	$(SUBST) hakmem.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/hakmem$(SUFFIX).pc
+	$(SUBST) tools/hakmem.in > $(DESTDIR)$(BINDIR)/hakmem
+	chmod 755 $(DESTDIR)$(BINDIR)/hakmem
+	install -m 644 man/hakmem.1 $(DESTDIR)$(MANDIR)/man1/
+	install -m 644 man/hakmem.3 $(DESTDIR)$(MANDIR)/man3/
+ifeq ($(BUILD_FLAVOR),release)
+	install -d $(DESTDIR)$(LIBDIR)/cmake/hakmem
+	$(SUBST) cmake/hakmemConfig.cmake.in > $(DESTDIR)$(LIBDIR)/cmake/hakmem/hakmemConfig.cmake
+	$(SUBST) cmake/hakmemConfigVersion.cmake.in \
+	  > $(DESTDIR)$(LIBDIR)/cmake/hakmem/hakmemConfigVersion.cmake
+endif
 
 clean:
 	rm -rf $(B)
