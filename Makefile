@@ -3,11 +3,17 @@
 #   make BUILD_FLAVOR=debug      debug libraries:   build/libhakmem-debug.so, .a
 #   make test                    builds both flavors and runs every test against each
 #   make bench                   benchmark table: hakmem vs system, mimalloc, jemalloc, tcmalloc
-#   make install PREFIX=/usr/local
+#   make install PREFIX=/usr/local [LIBDIR=...] [DESTDIR=...]
+#                                libraries, header, pkg-config and CMake files,
+#                                man pages, the launcher bin/hakmem
 #   make bench_random_mixed_hakmem BUILD_FLAVOR=release|debug [EXTRA_CFLAGS=...]
 
 BUILD_FLAVOR ?= release
 PREFIX       ?= /usr/local
+LIBDIR       ?= $(PREFIX)/lib
+INCLUDEDIR   ?= $(PREFIX)/include
+BINDIR       ?= $(PREFIX)/bin
+MANDIR       ?= $(PREFIX)/share/man
 CC           ?= cc
 B            := build
 
@@ -33,12 +39,19 @@ BASE_CFLAGS := -std=gnu11 -Wall -Wextra -fPIC -fno-builtin -fno-plt -fno-tree-sl
                -ftls-model=initial-exec -fvisibility=hidden \
                -fno-semantic-interposition -fno-stack-protector -Iinclude -Isrc
 
+# The version is defined once, in include/hakmem.h.
+hv = $(shell sed -n 's/^\#define HAKMEM_VERSION_$(1) \([0-9][0-9]*\)$$/\1/p' include/hakmem.h)
+VERSION_MAJOR := $(call hv,MAJOR)
+VERSION := $(VERSION_MAJOR).$(call hv,MINOR).$(call hv,PATCH)
+# Only the symbols listed in the version script are exported.
+MAP := src/hakmem.map
+
 SRCS := $(wildcard src/*.c)
 HDRS := $(wildcard src/*.h) include/hakmem.h
 
 .PHONY: all lib test bench install clean FORCE
 all: lib
-lib: $(B)/libhakmem$(SUFFIX).so $(B)/libhakmem$(SUFFIX).a
+lib: $(B)/libhakmem$(SUFFIX).so $(B)/libhakmem$(SUFFIX).so.$(VERSION_MAJOR) $(B)/libhakmem$(SUFFIX).a
 
 # One set of rules per flavor; objects in build/obj-<flavor>/.  A stamp file
 # holding the flags makes a change of flags (EXTRA_CFLAGS) rebuild.
@@ -50,8 +63,14 @@ $(B)/obj-$(1)/.flags: FORCE
 	@echo '$$(CC) $$(CFLAGS_$(1))' | cmp -s - $$@ || echo '$$(CC) $$(CFLAGS_$(1))' > $$@
 $(B)/obj-$(1)/%.o: src/%.c $$(HDRS) $(B)/obj-$(1)/.flags
 	$$(CC) $$(CFLAGS_$(1)) -c $$< -o $$@
-$(B)/libhakmem$$(SUFFIX_$(1)).so: $$(OBJS_$(1))
-	$$(CC) -shared -Wl,-soname,libhakmem$$(SUFFIX_$(1)).so -Wl,-z,now -o $$@ $$^ -lpthread
+# libhakmem<suffix>.so.MAJOR.MINOR.PATCH with soname libhakmem<suffix>.so.MAJOR,
+# and the two links to it: the soname (what programs load) and the .so (what
+# -lhakmem and LD_PRELOAD=build/libhakmem.so use).
+$(B)/libhakmem$$(SUFFIX_$(1)).so.$(VERSION): $$(OBJS_$(1)) $(MAP)
+	$$(CC) -shared -Wl,-soname,libhakmem$$(SUFFIX_$(1)).so.$(VERSION_MAJOR) \
+	  -Wl,--version-script,$(MAP) -Wl,-z,now $$(LDFLAGS) -o $$@ $$(OBJS_$(1)) -lpthread
+$(B)/libhakmem$$(SUFFIX_$(1)).so.$(VERSION_MAJOR) $(B)/libhakmem$$(SUFFIX_$(1)).so: $(B)/libhakmem$$(SUFFIX_$(1)).so.$(VERSION)
+	ln -sf libhakmem$$(SUFFIX_$(1)).so.$(VERSION) $$@
 $(B)/libhakmem$$(SUFFIX_$(1)).a: $$(OBJS_$(1))
 	rm -f $$@
 	ar rcs $$@ $$^
@@ -84,11 +103,11 @@ CMOCKA_TESTS := test_api test_stress test_fork test_misuse test_diag test_tiers 
 TEST_BINS_R := $(CMOCKA_TESTS:%=$(B)/tests/%-release)
 TEST_BINS_D := $(CMOCKA_TESTS:%=$(B)/tests/%-debug)
 
-$(B)/tests/%-release: tests/%.c tests/test_util.h $(B)/libhakmem.so
+$(B)/tests/%-release: tests/%.c tests/test_util.h $(B)/libhakmem.so $(B)/libhakmem.so.$(VERSION_MAJOR)
 	@mkdir -p $(B)/tests
 	$(CC) $(TEST_CFLAGS) -o $@ $< -L$(B) -Wl,-rpath,'$$ORIGIN/..' -lhakmem -lcmocka -lpthread
 
-$(B)/tests/%-debug: tests/%.c tests/test_util.h $(B)/libhakmem-debug.so
+$(B)/tests/%-debug: tests/%.c tests/test_util.h $(B)/libhakmem-debug.so $(B)/libhakmem-debug.so.$(VERSION_MAJOR)
 	@mkdir -p $(B)/tests
 	$(CC) $(TEST_CFLAGS) -o $@ $< -L$(B) -Wl,-rpath,'$$ORIGIN/..' -lhakmem-debug -lcmocka -lpthread
 
@@ -104,13 +123,35 @@ test: $(TEST_BINS_R) $(TEST_BINS_D) $(B)/tests/test_static-release $(B)/tests/te
 	sh tests/run_tests.sh $(B)
 
 # ------------------------------------------------------------------- install
+# Paths are substituted here, at install time, into the pkg-config file, the
+# CMake package and the launcher, so that each names the directory it was
+# installed for (PREFIX/LIBDIR, whatever DESTDIR stages it).
+SIZEOF_VOID_P = $(shell echo __SIZEOF_POINTER__ | $(CC) -E -P - | tail -n 1)
+SUBST = sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
+	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' -e 's|@SUFFIX@|$(SUFFIX)|g' \
+	    -e 's|@VERSION@|$(VERSION)|g' -e 's|@VERSION_MAJOR@|$(VERSION_MAJOR)|g' \
+	    -e 's|@SIZEOF_VOID_P@|$(SIZEOF_VOID_P)|g'
+SONAME_LINK := libhakmem$(SUFFIX).so.$(VERSION_MAJOR)
+
 install: lib
-	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
-	install -m 755 $(B)/libhakmem$(SUFFIX).so $(DESTDIR)$(PREFIX)/lib/
-	install -m 644 $(B)/libhakmem$(SUFFIX).a $(DESTDIR)$(PREFIX)/lib/
-	install -m 644 include/hakmem.h $(DESTDIR)$(PREFIX)/include/
-	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@SUFFIX@|$(SUFFIX)|' hakmem.pc.in \
-	  > $(DESTDIR)$(PREFIX)/lib/pkgconfig/hakmem$(SUFFIX).pc
+	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(BINDIR) \
+	  $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man3
+	install -m 644 $(B)/libhakmem$(SUFFIX).so.$(VERSION) $(DESTDIR)$(LIBDIR)/
+	ln -sf libhakmem$(SUFFIX).so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME_LINK)
+	ln -sf libhakmem$(SUFFIX).so.$(VERSION) $(DESTDIR)$(LIBDIR)/libhakmem$(SUFFIX).so
+	install -m 644 $(B)/libhakmem$(SUFFIX).a $(DESTDIR)$(LIBDIR)/
+	install -m 644 include/hakmem.h $(DESTDIR)$(INCLUDEDIR)/
+	$(SUBST) hakmem.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/hakmem$(SUFFIX).pc
+	$(SUBST) tools/hakmem.in > $(DESTDIR)$(BINDIR)/hakmem
+	chmod 755 $(DESTDIR)$(BINDIR)/hakmem
+	install -m 644 man/hakmem.1 $(DESTDIR)$(MANDIR)/man1/
+	install -m 644 man/hakmem.3 $(DESTDIR)$(MANDIR)/man3/
+ifeq ($(BUILD_FLAVOR),release)
+	install -d $(DESTDIR)$(LIBDIR)/cmake/hakmem
+	$(SUBST) cmake/hakmemConfig.cmake.in > $(DESTDIR)$(LIBDIR)/cmake/hakmem/hakmemConfig.cmake
+	$(SUBST) cmake/hakmemConfigVersion.cmake.in \
+	  > $(DESTDIR)$(LIBDIR)/cmake/hakmem/hakmemConfigVersion.cmake
+endif
 
 clean:
 	rm -rf $(B)

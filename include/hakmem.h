@@ -14,8 +14,16 @@
 extern "C" {
 #endif
 
-#define HAKMEM_VERSION_MAJOR 0
-#define HAKMEM_VERSION_MINOR 1
+/* The version, in this one place: the Makefile reads it for the shared
+ * object's name (libhakmem.so.MAJOR.MINOR.PATCH, soname libhakmem.so.MAJOR),
+ * pkg-config and CMake files, and the launcher.  MAJOR changes when the ABI
+ * does. */
+#define HAKMEM_VERSION_MAJOR 1
+#define HAKMEM_VERSION_MINOR 0
+#define HAKMEM_VERSION_PATCH 0
+/* MAJOR * 10000 + MINOR * 100 + PATCH, as hak_version() returns it. */
+#define HAKMEM_VERSION \
+    (HAKMEM_VERSION_MAJOR * 10000 + HAKMEM_VERSION_MINOR * 100 + HAKMEM_VERSION_PATCH)
 
 void  *hak_malloc(size_t size);
 void   hak_free(void *p);
@@ -49,6 +57,10 @@ unsigned hak_check(void);
  * 1 if its counters (HAKMEM_DEBUG_COUNTERS) are compiled in. */
 int hak_build_is_debug(void);
 int hak_build_has_counters(void);
+
+/* The version of the library that is running (HAKMEM_VERSION of the header
+ * it was built with), to compare with the header a program was built with. */
+int hak_version(void);
 
 #ifdef __cplusplus
 }

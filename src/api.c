@@ -419,6 +419,7 @@ HAK_EXPORT void malloc_stats(void) { hak_stats_print(); }
 
 HAK_EXPORT int hak_build_is_debug(void) { return HAKMEM_BUILD_DEBUG; }
 HAK_EXPORT int hak_build_has_counters(void) { return HAKMEM_DEBUG_COUNTERS; }
+HAK_EXPORT int hak_version(void) { return HAKMEM_VERSION; }
 
 HAK_EXPORT int malloc_info(int options, FILE *fp) {
     (void)options;

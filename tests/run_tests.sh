@@ -8,6 +8,10 @@
 #   tests/check_release.sh (the release library carries no diagnostics)
 #   tests/preload.sh against BUILDDIR/libhakmem.so and libhakmem-debug.so
 #                                          (each check counts)
+#   tests/package.sh: make install, the launcher, pkg-config and CMake, and
+#     as root the Debian packages built, lintian'd, installed and purged
+#                                          (each check counts; parts whose
+#                                          tools are missing are skipped)
 # and ends with exactly one line "N passed, N failed" (totals); exits non-zero
 # if anything failed or a binary is missing.
 #
@@ -95,6 +99,7 @@ run_cmocka() {
 }
 
 # run_counted NAME PREFIX CMD...: a program that prints "PREFIX: N passed, N failed"
+# (optionally followed by ", N skipped")
 run_counted() {
     name=$1
     prefix=$2
@@ -104,6 +109,7 @@ run_counted() {
     run_timed "$@"
     rc=$?
     t1=$(now)
+    s=
     line=$(grep "^$prefix: [0-9]* passed, [0-9]* failed" "$LOG" | tail -n 1)
     if [ -z "$line" ]; then
         p=0
@@ -114,10 +120,13 @@ run_counted() {
         if [ $rc -ne 0 ] && [ "$f" -eq 0 ]; then
             f=1
         fi
+        # optional ", N skipped"
+        s=$(echo "$line" | sed -n 's/.* \([0-9]*\) skipped.*/\1/p')
+        total_skip=$((total_skip + ${s:-0}))
     fi
     total_pass=$((total_pass + p))
     total_fail=$((total_fail + f))
-    note "$(printf '%-22s %3d passed, %3d failed  %6ss  rc=%s' "$name" "$p" "$f" "$(elapsed "$t0" "$t1")" "$rc")"
+    note "$(printf '%-22s %3d passed, %3d failed  %6ss  rc=%s%s' "$name" "$p" "$f" "$(elapsed "$t0" "$t1")" "$rc" "${s:+, $s skipped}")"
 }
 
 # The expected cmocka binaries (reported as missing if absent) plus any other
@@ -152,6 +161,8 @@ run_counted "preload-release" preload sh "$HERE/preload.sh" "$B" libhakmem.so
 if [ "$PRELOAD_DEBUG" != 0 ]; then
     run_counted "preload-debug" preload sh "$HERE/preload.sh" "$B" libhakmem-debug.so
 fi
+
+run_counted "package" package sh "$HERE/package.sh"
 
 echo "=== summary"
 printf '%s' "$summary"
