@@ -33,9 +33,9 @@ n=$(count_diag "$B/libhakmem-debug.a")
 if [ "$n" -eq 5 ]; then ok "libhakmem-debug.a: all 5 diagnostic symbols present (the check can see them)"
 else bad "libhakmem-debug.a: expected 5 diagnostic symbols, found $n"; fi
 
-# body FN LIB: the instructions of FN (found by its dynamic symbol, without
-# its version suffix @@HAKMEM_1, since the standard names are aliases) up to
-# and including its first ret
+# body FN LIB: the instructions of FN (found by its dynamic symbol, less any
+# version suffix, since the standard names are aliases) up to and including
+# its first ret
 body() {
     addr=$(nm -D --defined-only "$2" | awk -v f="$1" '{ sub(/@.*/, "", $3) } $3 == f { print $1 }')
     [ -n "$addr" ] || return 0

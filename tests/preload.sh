@@ -324,6 +324,18 @@ PY
     else
         bad "active in cat" "libhakmem not in /proc/self/maps or stderr: $(head -c 300 "$TMP/cat.err")"
     fi
+    # The program's own calls (bound through its versioned references to
+    # glibc's malloc, not looked up by name as above) reach hakmem: its heap
+    # statistics at exit count at least one heap.
+    for cmd in "python3 -c x=[bytes(1000+i%500)for(i)in(range(20000))]" "cat /proc/self/status"; do
+        st=$(HAKMEM_STATS=2 LD_PRELOAD=$LIB $cmd 2>&1 >/dev/null)
+        heaps=$(echo "$st" | sed -n 's/.*"heaps":\([0-9]*\).*/\1/p' | head -n 1)
+        if [ "${heaps:-0}" -ge 1 ]; then
+            ok "serves ${cmd%% *}'s own malloc calls (heaps: $heaps)"
+        else
+            bad "serves ${cmd%% *}'s own malloc calls" "no heap in its statistics: $(echo "$st" | head -c 200)"
+        fi
+    done
     # and it is not there without the preload (sanity of the check)
     if cat /proc/self/maps | grep -q libhakmem; then
         bad "inactive without preload" "libhakmem mapped although not preloaded (is it in /etc/ld.so.preload?)"
