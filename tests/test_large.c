@@ -153,32 +153,15 @@ static size_t pattern_words_left(const void *p, size_t n, uint64_t seed)
 
 /* ----------------------------------------------------- child processes */
 
-typedef struct {
-    const char *const *vars;
-    const char *workload;
-} exec_req;
-
-static int do_exec_env(void *arg)
-{
-    const exec_req *rq = arg;
-    return tu_exec_self(g_self, CHILD_ARG, rq->workload, rq->vars);
-}
-
 /* Run this binary again with argv = CHILD_ARG workload and exactly PATH plus
  * vars (NULL terminated) as its environment; it must exit 0 and print no
  * hakmem warning (an option that was not accepted). */
 static void run_self(const char *const *vars, const char *workload, const char *what)
 {
-    exec_req rq = { vars, workload };
-    char st[128];
-    int status = 0;
-
+    char why[256];
     assert_true(g_self[0] != '\0');
-    if (run_in_child(do_exec_env, &rq, &status, g_err, sizeof g_err) != 0)
-        fail_msg("%s: fork failed: %s", what, strerror(errno));
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-        fail_msg("%s: child workload \"%s\" %s, want exit 0; stderr:\n%s", what, workload,
-                 tu_status_str(status, st, sizeof st), g_err);
+    if (tu_run_self(g_self, CHILD_ARG, workload, vars, g_err, sizeof g_err, why, sizeof why) != 0)
+        fail_msg("%s: %s; stderr:\n%s", what, why, g_err);
     if (strstr(g_err, "hakmem: warning"))
         fail_msg("%s: the options were not accepted: %s", what, g_err);
     if (g_err[0])

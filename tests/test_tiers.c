@@ -140,31 +140,14 @@ static size_t class_sizes(size_t *out)
 
 /* ----------------------------------------------------- child processes */
 
-typedef struct {
-    const char *const *vars;
-    const char *workload;
-} exec_req;
-
-static int do_exec_env(void *arg)
-{
-    const exec_req *rq = arg;
-    return tu_exec_self(g_self, CHILD_ARG, rq->workload, rq->vars);
-}
-
 /* Run this binary again with argv = CHILD_ARG workload and exactly PATH plus
  * vars (NULL terminated) as its environment; it must exit 0. */
 static void run_self(const char *const *vars, const char *workload, const char *what)
 {
-    exec_req rq = { vars, workload };
-    char st[128];
-    int status = 0;
-
+    char why[256];
     assert_true(g_self[0] != '\0');
-    if (run_in_child(do_exec_env, &rq, &status, g_err, sizeof g_err) != 0)
-        fail_msg("%s: fork failed: %s", what, strerror(errno));
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-        fail_msg("%s: child workload \"%s\" %s, want exit 0; stderr: \"%s\"", what, workload,
-                 tu_status_str(status, st, sizeof st), g_err);
+    if (tu_run_self(g_self, CHILD_ARG, workload, vars, g_err, sizeof g_err, why, sizeof why) != 0)
+        fail_msg("%s: %s; stderr: \"%s\"", what, why, g_err);
 }
 
 /* --------------------------------------------------- shared workloads */

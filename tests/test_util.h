@@ -252,28 +252,6 @@ static inline uint64_t tu_stat(const char *key, int *ok)
     return s ? strtoull(s + strlen(pat), NULL, 10) : 0;
 }
 
-/* ------------------------------------------------------ this binary again */
-
-/* In a child: exec this binary (self) as "self flag workload" with exactly
- * PATH and vars (NULL terminated, at most 14) as its environment.  Returns
- * only if exec failed. */
-static inline int tu_exec_self(const char *self, const char *flag, const char *workload,
-                               const char *const *vars)
-{
-    char *envp[16], path[4096];
-    const char *p = getenv("PATH");
-    int n = 0;
-
-    snprintf(path, sizeof path, "PATH=%s", p ? p : "/usr/bin:/bin");
-    envp[n++] = path;
-    for (const char *const *v = vars; v && *v && n < 15; v++)
-        envp[n++] = (char *)*v;
-    envp[n] = NULL;
-    char *argv[] = { (char *)self, (char *)flag, (char *)workload, NULL };
-    execve(self, argv, envp);
-    return 127;
-}
-
 /* --------------------------------------------------------- run_in_child */
 
 /* Seconds a child may run before SIGALRM kills it (deadlock -> failure). */
@@ -374,6 +352,55 @@ static inline int tu_wait_timeout(pid_t pid, int *status, double seconds)
         }
         usleep(2000);
     }
+}
+
+/* ------------------------------------------------------ this binary again */
+
+typedef struct {
+    const char *self, *flag, *workload;
+    const char *const *vars;
+} tu_exec_req;
+
+/* In the child: exec "self flag workload" with exactly PATH and vars (NULL
+ * terminated, at most 14) as its environment. */
+static inline int tu_exec_self(void *arg)
+{
+    const tu_exec_req *rq = arg;
+    char *envp[16], path[4096];
+    const char *p = getenv("PATH");
+    int n = 0;
+
+    snprintf(path, sizeof path, "PATH=%s", p ? p : "/usr/bin:/bin");
+    envp[n++] = path;
+    for (const char *const *v = rq->vars; v && *v && n < 15; v++)
+        envp[n++] = (char *)*v;
+    envp[n] = NULL;
+    char *argv[] = { (char *)rq->self, (char *)rq->flag, (char *)rq->workload, NULL };
+    execve(rq->self, argv, envp);
+    return 127;
+}
+
+/* Run this binary (self) again as "self flag workload" in a child with
+ * exactly PATH plus vars as its environment, its stderr into err.  Returns
+ * 0 if it exited 0; otherwise -1 with what happened in why. */
+static inline int tu_run_self(const char *self, const char *flag, const char *workload,
+                              const char *const *vars, char *err, size_t errcap,
+                              char *why, size_t whycap)
+{
+    tu_exec_req rq = { self, flag, workload, vars };
+    char st[128];
+    int status = 0;
+
+    if (run_in_child(tu_exec_self, &rq, &status, err, errcap) != 0) {
+        snprintf(why, whycap, "fork failed: %s", strerror(errno));
+        return -1;
+    }
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        snprintf(why, whycap, "child workload \"%s\" %s, want exit 0", workload,
+                 tu_status_str(status, st, sizeof st));
+        return -1;
+    }
+    return 0;
 }
 
 #endif /* HAKMEM_TEST_UTIL_H */
