@@ -23,9 +23,13 @@ FLAGS_release := -DNDEBUG -DHAKMEM_BUILD_RELEASE=1 $(call COUNTERS,0) -O3
 FLAGS_debug   := -DHAKMEM_BUILD_DEBUG=1 $(call COUNTERS,1) -O1 -g
 # release with the hot-path counters on: what counting costs (make bench)
 FLAGS_counters := -DNDEBUG -DHAKMEM_BUILD_RELEASE=1 -DHAKMEM_DEBUG_COUNTERS=1 -O3
+# release exporting only the hak_ names (no malloc, free, ...): for programs
+# that keep their own allocator, e.g. under a sanitizer (make test-sanitize)
+FLAGS_hak      := $(FLAGS_release) -DHAKMEM_OVERRIDE=0
 SUFFIX_release :=
 SUFFIX_debug   := -debug
 SUFFIX_counters := -counters
+SUFFIX_hak     := -hak
 ifeq ($(filter $(BUILD_FLAVOR),release debug),)
   $(error BUILD_FLAVOR must be release or debug)
 endif
@@ -43,8 +47,10 @@ BASE_CFLAGS := -std=gnu11 -Wall -Wextra -fPIC -fno-builtin -fno-plt -fno-tree-sl
 hv = $(shell sed -n 's/^\#define HAKMEM_VERSION_$(1) \([0-9][0-9]*\)$$/\1/p' include/hakmem.h)
 VERSION_MAJOR := $(call hv,MAJOR)
 VERSION := $(VERSION_MAJOR).$(call hv,MINOR).$(call hv,PATCH)
-# Only the symbols listed in the version script are exported.
+# Only the symbols listed in the version script are exported; a flavor built
+# with -DHAKMEM_OVERRIDE=0 exports only the hak_ names.
 MAP := src/hakmem.map
+MAP_OF = $(if $(findstring HAKMEM_OVERRIDE=0,$(FLAGS_$(1))),src/hakmem-hak.map,$(MAP))
 
 SRCS := $(wildcard src/*.c)
 HDRS := $(wildcard src/*.h) include/hakmem.h
@@ -54,21 +60,24 @@ all: lib
 lib: $(B)/libhakmem$(SUFFIX).so $(B)/libhakmem$(SUFFIX).so.$(VERSION_MAJOR) $(B)/libhakmem$(SUFFIX).a
 
 # One set of rules per flavor; objects in build/obj-<flavor>/.  A stamp file
-# holding the flags makes a change of flags (EXTRA_CFLAGS) rebuild.
+# holding the flags makes a change of flags (EXTRA_CFLAGS) rebuild.  A flavor
+# may set its own compiler (CC_<flavor>) and link flags (LDFLAGS_<flavor>).
 define FLAVOR_RULES
 CFLAGS_$(1) := $$(BASE_CFLAGS) $$(FLAGS_$(1)) $$(EXTRA_CFLAGS)
+CC_$(1) ?= $$(CC)
 OBJS_$(1) := $$(SRCS:src/%.c=$(B)/obj-$(1)/%.o)
 $(B)/obj-$(1)/.flags: FORCE
 	@mkdir -p $$(@D)
-	@echo '$$(CC) $$(CFLAGS_$(1))' | cmp -s - $$@ || echo '$$(CC) $$(CFLAGS_$(1))' > $$@
+	@echo '$$(CC_$(1)) $$(CFLAGS_$(1))' | cmp -s - $$@ || echo '$$(CC_$(1)) $$(CFLAGS_$(1))' > $$@
 $(B)/obj-$(1)/%.o: src/%.c $$(HDRS) $(B)/obj-$(1)/.flags
-	$$(CC) $$(CFLAGS_$(1)) -c $$< -o $$@
+	$$(CC_$(1)) $$(CFLAGS_$(1)) -c $$< -o $$@
 # libhakmem<suffix>.so.MAJOR.MINOR.PATCH with soname libhakmem<suffix>.so.MAJOR,
 # and the two links to it: the soname (what programs load) and the .so (what
 # -lhakmem and LD_PRELOAD=build/libhakmem.so use).
-$(B)/libhakmem$$(SUFFIX_$(1)).so.$(VERSION): $$(OBJS_$(1)) $(MAP)
-	$$(CC) -shared -Wl,-soname,libhakmem$$(SUFFIX_$(1)).so.$(VERSION_MAJOR) \
-	  -Wl,--version-script,$(MAP) -Wl,-z,now $$(LDFLAGS) -o $$@ $$(OBJS_$(1)) -lpthread
+$(B)/libhakmem$$(SUFFIX_$(1)).so.$(VERSION): $$(OBJS_$(1)) $$(call MAP_OF,$(1))
+	$$(CC_$(1)) -shared -Wl,-soname,libhakmem$$(SUFFIX_$(1)).so.$(VERSION_MAJOR) \
+	  -Wl,--version-script,$$(call MAP_OF,$(1)) -Wl,-z,now $$(LDFLAGS) $$(LDFLAGS_$(1)) \
+	  -o $$@ $$(OBJS_$(1)) -lpthread
 $(B)/libhakmem$$(SUFFIX_$(1)).so.$(VERSION_MAJOR) $(B)/libhakmem$$(SUFFIX_$(1)).so: $(B)/libhakmem$$(SUFFIX_$(1)).so.$(VERSION)
 	ln -sf libhakmem$$(SUFFIX_$(1)).so.$(VERSION) $$@
 $(B)/libhakmem$$(SUFFIX_$(1)).a: $$(OBJS_$(1))
@@ -78,6 +87,7 @@ endef
 $(eval $(call FLAVOR_RULES,release))
 $(eval $(call FLAVOR_RULES,debug))
 $(eval $(call FLAVOR_RULES,counters))
+$(eval $(call FLAVOR_RULES,hak))
 
 # ---------------------------------------------------------------- benchmarks
 BENCH_CFLAGS := -std=gnu11 -O2 -Wall -Wextra -Iinclude

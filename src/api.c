@@ -357,6 +357,7 @@ HAK_EXPORT void hak_free_aligned_sized(void *p, size_t align, size_t size) {
 HAK_EXPORT size_t hak_small_size_max(void) { return HAK_SMALL_MAX; }
 
 /* ------------------------------------------- the standard names (aliases) */
+#if HAKMEM_OVERRIDE
 #define HAK_ALIAS(name, target) \
     extern __typeof(target) name __attribute__((alias(#target), visibility("default")))
 
@@ -416,13 +417,16 @@ HAK_EXPORT struct mallinfo mallinfo(void) {
 }
 
 HAK_EXPORT void malloc_stats(void) { hak_stats_print(); }
+#endif /* HAKMEM_OVERRIDE */
 
 HAK_EXPORT int hak_build_is_debug(void) { return HAKMEM_BUILD_DEBUG; }
 HAK_EXPORT int hak_build_has_counters(void) { return HAKMEM_DEBUG_COUNTERS; }
 HAK_EXPORT int hak_version(void) { return HAKMEM_VERSION; }
 
+#if HAKMEM_OVERRIDE
 HAK_EXPORT int malloc_info(int options, FILE *fp) {
     (void)options;
     fprintf(fp, "<malloc version=\"hakmem-%d.%d\"/>\n", HAKMEM_VERSION_MAJOR, HAKMEM_VERSION_MINOR);
     return 0;
 }
+#endif

@@ -31,6 +31,15 @@
 #  endif
 #endif
 
+/* Override: 1 (default) defines the standard names (malloc, free, ...,
+ * glibc's __libc_* and malloc extras) as aliases of the hak_ functions, so
+ * that the library replaces the C library's allocator.  0 defines only the
+ * hak_ names (src/hakmem-hak.map), for programs that keep their own malloc:
+ * sanitizer runtimes (ASan, TSan) and fuzzers (make test-sanitize, make fuzz). */
+#ifndef HAKMEM_OVERRIDE
+#  define HAKMEM_OVERRIDE 1
+#endif
+
 /* Derived: expensive consistency checks (freelist validation on refill,
  * every free checked against the slab's state) only in the debug flavor. */
 #define HAKMEM_DEBUG_CHECKS HAKMEM_BUILD_DEBUG
