@@ -53,6 +53,19 @@ const uint8_t hak_tiny_class_tbl[HAK_TINY_MAX / 16 + 1] = {
     18, 18, 18, 18, 18, 18, 18, 18, 19, 19, 19, 19, 19, 19, 19, 19,
 };
 
+#define BO(c) ((c) * sizeof(hak_bin_t))
+const uint16_t hak_tiny_bin_off[HAK_TINY_MAX / 16 + 1] = {
+    BO(0), BO(0), BO(1), BO(2), BO(3), BO(4), BO(5), BO(6), BO(7), BO(8), BO(8), BO(9), BO(9),
+    BO(10), BO(10), BO(11), BO(11),
+    BO(12), BO(12), BO(12), BO(12), BO(13), BO(13), BO(13), BO(13),
+    BO(14), BO(14), BO(14), BO(14), BO(15), BO(15), BO(15), BO(15),
+    BO(16), BO(16), BO(16), BO(16), BO(16), BO(16), BO(16), BO(16),
+    BO(17), BO(17), BO(17), BO(17), BO(17), BO(17), BO(17), BO(17),
+    BO(18), BO(18), BO(18), BO(18), BO(18), BO(18), BO(18), BO(18),
+    BO(19), BO(19), BO(19), BO(19), BO(19), BO(19), BO(19), BO(19),
+};
+#undef BO
+
 const uint32_t hak_class_size[HAK_NUM_CLASSES] = {
     16, 32, 48, 64, 80, 96, 112, 128,               /* tiny: 16-byte steps */
     160, 192, 224, 256, 320, 384, 448, 512,         /* then 4 per doubling */
@@ -96,7 +109,10 @@ static void init_once_fn(void) {
     clock_gettime(CLOCK_MONOTONIC, &ts);
     r ^= ((uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 30)) * 0x9E3779B97F4A7C15ull;
     r ^= (uint64_t)(uintptr_t)&r;
-    hak_free_key = (uintptr_t)((r & ~(uint64_t)0xF) | 0xA);
+    /* Bit 63 set: a link word decoded with the key (safe-linking) must come
+     * out with its high bits clear, which a zero or a pointer written over
+     * it never does. */
+    hak_free_key = (uintptr_t)((r & ~(uint64_t)0xF) | 0xA | ((uint64_t)1 << 63));
     hak_options_init();
     if (hak_opt.verbose) hak_options_print();
     hak_stats_init();
@@ -120,10 +136,17 @@ static HAK_NOINLINE void *malloc_slow(size_t n) {
     return hak_large_alloc(n, 0, 0);
 }
 
-/* malloc_tiny_fast: the hit path of the tiny tier. */
+/* malloc_tiny_fast: the hit path of the tiny tier.  The bin is found by
+ * its byte offset (one table load, no scaling); the class, needed only on
+ * a miss and by the counters, is that offset over sizeof(hak_bin_t). */
 HAK_INLINE void *malloc_tiny_fast(size_t n) {
-    if (HAK_LIKELY(n <= HAK_TINY_MAX)) return bin_pop(hak_tl_heap, tiny_alloc_gate(n));
-    return malloc_slow(n);
+    if (HAK_UNLIKELY(n > HAK_TINY_MAX)) return malloc_slow(n);
+    hak_heap_t *h = hak_tl_heap;
+    size_t off = tiny_bin_off(n);
+    hak_bin_t *bin = (hak_bin_t *)((char *)h->bins + off);
+    unsigned cls = (unsigned)(off / sizeof(hak_bin_t));
+    if (HAK_UNLIKELY(bin->head == NULL)) return unified_cache_refill(h, cls);
+    return bin_take_from(h, bin, cls);
 }
 
 HAK_EXPORT void *hak_malloc(size_t n) { return malloc_tiny_fast(n); }
@@ -139,7 +162,7 @@ HAK_INLINE void bin_put(hak_heap_t *h, unsigned cls, void *p, const char *fn) {
     if (HAKMEM_DEBUG_COUNTERS) HAK_STAT_ADD(h->stats[cls].frees, 1);
     hak_bin_t *bin = &h->bins[cls];
     void **b = p;
-    b[0] = bin->head;
+    hak_link_set(b, bin->head);
     b[1] = (void *)hak_block_key((uintptr_t)p);
     bin->head = b;
     bin->room--;

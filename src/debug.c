@@ -116,7 +116,7 @@ void pagefault_telemetry_touch(hak_heap_t *h, unsigned cls, uintptr_t start, siz
 /* ------------------------------------------------------ heap checker */
 
 static unsigned check_fail(const char *what, const void *where) {
-    char buf[200];
+    char buf[320];
     snprintf(buf, sizeof buf, "hakmem: hak_check: %s at %p\n", what, where);
     hak_write_err(buf);
     return 1;
@@ -127,6 +127,20 @@ static unsigned check_fail(const char *what, const void *where) {
  * then every page-run arena (under its lock).  Other threads' heaps change
  * under us and are not walked.  Returns the
  * number of problems found, each reported on stderr. */
+/* The next node of a free list, decoded without stopping the process: a
+ * link that does not decode (safe-linking) is reported and ends the walk. */
+static void **walk_next(void **b, unsigned *bad) {
+    uintptr_t n = (uintptr_t)b[0] ^ hak_block_key((uintptr_t)b);
+    if (n & HAK_LINK_BAD_BITS) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "corrupted free list: link word %p, not a link (written after free?), in block",
+                 b[0]);
+        *bad += check_fail(msg, b);
+        return NULL;
+    }
+    return (void **)n;
+}
+
 HAK_EXPORT unsigned hak_check(void) {
     hak_heap_t *h = hak_tl_heap;
     unsigned bad = 0;
@@ -134,7 +148,7 @@ HAK_EXPORT unsigned hak_check(void) {
     for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
         hak_bin_t *bin = &h->bins[c];
         uint32_t n = 0;
-        for (void **b = bin->head; b; b = b[0]) {
+        for (void **b = bin->head; b; b = walk_next(b, &bad)) {
             uintptr_t a = (uintptr_t)b;
             if (++n > bin->cap) { bad += check_fail("bin longer than its cap (cycle?)", bin); break; }
             if (!hak_super_lookup(b)) { bad += check_fail("bin node outside every SuperSlab", b); break; }
@@ -148,7 +162,7 @@ HAK_EXPORT unsigned hak_check(void) {
         for (hak_slab_t *s = h->partial[c]; s; s = s->next) {
             if (s->owner != h || s->cls != c) { bad += check_fail("partial slab of another heap/class", s); break; }
             uint32_t nf = 0, max = s->carved / s->bsize;
-            for (void **b = s->free; b; b = b[0]) {
+            for (void **b = s->free; b; b = walk_next(b, &bad)) {
                 uintptr_t a = (uintptr_t)b;
                 if (++nf > max) { bad += check_fail("slab free list too long (cycle?)", s); break; }
                 if (hak_block_slab(a) != s || !hak_slab_holds(s, a))

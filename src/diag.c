@@ -50,6 +50,41 @@ void hak_fatal_ptr(const char *fn, const char *what, const void *p) {
     abort();
 }
 
+static char *put_uint(char *o, char *end, unsigned long v) {
+    char tmp[24];
+    int n = 0;
+    do { tmp[n++] = (char)('0' + v % 10); v /= 10; } while (v);
+    while (n > 0 && o < end) *o++ = tmp[--n];
+    return o;
+}
+
+/* Safe-linking found a free block whose link word does not decode: something
+ * wrote into the block after it was freed.  The link is not followed.  `fn`
+ * says which path took the block: malloc (the bin), refill (a slab's free
+ * list), flush (blocks leaving a bin), remote drain (another thread's frees). */
+void hak_link_corrupt(const void *b, const char *fn) {
+    char buf[320], *o = buf, *end = buf + sizeof buf - 2;
+    o = put_str(o, end, "hakmem: ");
+    o = put_str(o, end, fn);
+    o = put_str(o, end, "(): corrupted free list: the link word of free block ");
+    o = put_ptr(o, end, b);
+    if (hak_super_lookup(b)) {
+        const hak_slab_t *s = hak_block_slab((uintptr_t)b);
+        o = put_str(o, end, " (class ");
+        o = put_uint(o, end, s->cls);
+        o = put_str(o, end, ", ");
+        o = put_uint(o, end, s->bsize);
+        o = put_str(o, end, "-byte blocks)");
+    }
+    o = put_str(o, end, " is ");
+    uintptr_t w = *(const uintptr_t *)b;
+    o = w ? put_ptr(o, end, (const void *)w) : put_str(o, end, "0x0");
+    o = put_str(o, end, ", not a link (written after free?)\n");
+    *o = 0;
+    hak_write_err(buf);
+    abort();
+}
+
 void hak_fatal(const char *msg) {
     hak_write_err("hakmem: ");
     hak_write_err(msg);

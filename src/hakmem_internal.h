@@ -35,8 +35,8 @@
  *   ...
  *   +31*64K  slab 31 blocks            (2 MiB total, 2 MiB aligned)
  *
- * A free block holds two words: next (the free-list link) and its free key
- * (hak_free_key ^ block address).  malloc clears the key word; free finds the
+ * A free block holds two words: its free-list link, encoded (safe-linking,
+ * hak_link_set/get below), and its free key (hak_free_key ^ block address).  malloc clears the key word; free finds the
  * key in place only if the block is already free, which is how double frees
  * are caught in O(1).  Every block is at least 16 bytes and 16-byte aligned.
  */
@@ -218,6 +218,14 @@ HAK_INLINE unsigned tiny_alloc_gate(size_t n) {
     return hak_tiny_class_tbl[(n + 15) >> 4];
 }
 
+/* The same, as the byte offset of the class's bin in hak_heap_t.bins (class
+ * * sizeof(hak_bin_t)): malloc's hit path adds it to the heap pointer, with
+ * no scaling of its own. */
+extern const uint16_t hak_tiny_bin_off[HAK_TINY_MAX / 16 + 1];
+HAK_INLINE size_t tiny_bin_off(size_t n) {
+    return hak_tiny_bin_off[(n + 15) >> 4];
+}
+
 /* Any size in 1..HAK_SMALL_MAX -> class; four classes per doubling above
  * the tiny tier. */
 HAK_INLINE unsigned hak_size_class(size_t n) {
@@ -272,6 +280,30 @@ HAK_INLINE uint32_t bin_count(const hak_bin_t *b) { return b->cap - b->room; }
 
 HAK_INLINE uintptr_t hak_block_key(uintptr_t a) { return hak_free_key ^ a; }
 
+/* Safe-linking.  The link word of a free block b (word 0, in every list: bins,
+ * slab free lists, remote chains) holds  next ^ hak_free_key ^ b,  never the
+ * bare pointer.  Decoding gives back a 16-aligned user-space address (or
+ * NULL) only if the word is intact: the free key's low nibble (0xA) and its
+ * bits above HAK_ADDR_BITS (at least bit 63 is set) must come out as zero.
+ * A write after free over the link (zeros, a pointer, text, a small integer)
+ * fails that test and stops the process with the block's address, before
+ * the bad pointer is followed; a random word passes with odds 2^-21, and a
+ * forged one needs the per-process key. */
+#define HAK_LINK_BAD_BITS (~(((uintptr_t)1 << HAK_ADDR_BITS) - 1) | (uintptr_t)(HAK_MIN_ALIGN - 1))
+
+/* diag.c: stop with a message naming the block, its class and the word */
+__attribute__((noreturn)) void hak_link_corrupt(const void *b, const char *fn);
+
+HAK_INLINE void hak_link_set(void *b, const void *next) {
+    *(uintptr_t *)b = (uintptr_t)next ^ hak_block_key((uintptr_t)b);
+}
+
+HAK_INLINE void *hak_link_get(const void *b, const char *fn) {
+    uintptr_t n = *(const uintptr_t *)b ^ hak_block_key((uintptr_t)b);
+    if (HAK_UNLIKELY(n & HAK_LINK_BAD_BITS)) hak_link_corrupt(b, fn);
+    return (void *)n;
+}
+
 /* debug.c: diagnostics of the debug flavor.  In release they are empty
  * inline functions, so the calls still type-check and no diagnostic code or
  * symbol reaches the library (tests/check_release.sh verifies this). */
@@ -297,16 +329,21 @@ HAK_INLINE void pagefault_telemetry_touch(hak_heap_t *h, unsigned cls, uintptr_t
 
 /* bin_take: pop the head of a non-empty bin; the block's free key is
  * cleared so that its next free is not taken for a double free. */
-HAK_INLINE void *bin_take(hak_heap_t *h, unsigned cls) {
-    hak_bin_t *bin = &h->bins[cls];
+HAK_INLINE void *bin_take_from(hak_heap_t *h, hak_bin_t *bin, unsigned cls) {
+    (void)h;
     void **b = bin->head;
-    if (HAKMEM_DEBUG_CHECKS && b[0]) hak_debug_check_node(NULL, cls, b[0], "malloc");
-    bin->head = b[0];
+    void *next = hak_link_get(b, "malloc");
+    if (HAKMEM_DEBUG_CHECKS && next) hak_debug_check_node(NULL, cls, next, "malloc");
+    bin->head = next;
     bin->room++;
     b[1] = NULL;
     if (HAKMEM_DEBUG_COUNTERS) HAK_STAT_ADD(h->stats[cls].allocs, 1);
     if (HAKMEM_DEBUG_CHECKS) hak_debug_on_alloc(b);
     return b;
+}
+
+HAK_INLINE void *bin_take(hak_heap_t *h, unsigned cls) {
+    return bin_take_from(h, &h->bins[cls], cls);
 }
 
 /* ------------------------------------------------------- cross-module API */

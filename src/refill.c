@@ -215,8 +215,8 @@ static void slab_take_free(hak_slab_t *s, hak_bin_t *bin, uint32_t want) {
     uint32_t n = 0;
     while (b && n < want) {
         if (HAKMEM_DEBUG_CHECKS) slab_check_node(s, b);
-        void *next = *(void **)b;
-        *(void **)b = head;
+        void *next = hak_link_get(b, "refill");
+        hak_link_set(b, head);
         head = b;
         b = next;
         n++;
@@ -242,7 +242,7 @@ static void slab_carve(hak_heap_t *h, hak_slab_t *s, hak_bin_t *bin, uint32_t wa
     void *head = bin->head;
     for (uint32_t i = n; i-- > 0;) {
         uintptr_t blk = base + (uintptr_t)i * bsize;
-        ((void **)blk)[0] = head;
+        hak_link_set((void *)blk, head);
         ((uintptr_t *)blk)[1] = hak_block_key(blk);
         head = (void *)blk;
     }
@@ -298,17 +298,17 @@ static hak_heap_t *heap_orphans;   /* heaps of exited threads, for reuse */
 static void blocks_return(hak_heap_t *h, void *list) {
     while (list) {
         void **b = list;
-        list = b[0];
+        list = hak_link_get(b, "flush");
         hak_slab_t *s = hak_block_slab((uintptr_t)b);
         if (s->owner != h) {
             void **last = b;
             size_t n = 1;
             while (list && hak_block_slab((uintptr_t)list) == s) {
                 last = list;
-                list = last[0];
+                list = hak_link_get(last, "flush");
                 n++;
             }
-            last[0] = NULL;
+            hak_link_set(last, NULL);
             HAK_STAT_ADD(h->stats[s->cls].remote_frees, n);
             /* A heap whose thread exited has nobody to take its blocks back
              * (until a new thread adopts it): count them, and past a bound
@@ -317,7 +317,7 @@ static void blocks_return(hak_heap_t *h, void *list) {
             hak_free_remote_chain(s, b, last);
             continue;
         }
-        b[0] = s->free;
+        hak_link_set(b, s->free);
         s->free = b;
         s->nfree++;
         s->used--;
@@ -337,9 +337,9 @@ void unified_cache_flush(hak_heap_t *h, unsigned cls, uint32_t keep) {
         bin->room = bin->cap;
     } else {
         void **cut = bin->head;
-        for (uint32_t i = 1; i < keep; i++) cut = cut[0];
-        rest = cut[0];
-        cut[0] = NULL;
+        for (uint32_t i = 1; i < keep; i++) cut = hak_link_get(cut, "flush");
+        rest = hak_link_get(cut, "flush");
+        hak_link_set(cut, NULL);
         bin->room = bin->cap - keep;
         HAK_STAT_ADD(h->stats[cls].flushes, 1);
     }
@@ -360,7 +360,7 @@ void unified_cache_flush(hak_heap_t *h, unsigned cls, uint32_t keep) {
 void hak_free_remote_chain(hak_slab_t *s, void *first, void *last) {
     uintptr_t old = atomic_load_explicit(&s->xthread_free, memory_order_relaxed);
     do {
-        *(void **)last = (void *)(old & ~HAK_XTHREAD_QUEUED);
+        hak_link_set(last, (void *)(old & ~HAK_XTHREAD_QUEUED));
     } while (!atomic_compare_exchange_weak_explicit(&s->xthread_free, &old,
                                                     (uintptr_t)first | HAK_XTHREAD_QUEUED,
                                                     memory_order_release, memory_order_relaxed));
@@ -387,12 +387,13 @@ static void heap_drain_remote_forced(hak_heap_t *h, int force) {
         if (list) {
             void **tail = (void **)list;
             uint32_t n = 1;
-            while (tail[0]) {
-                if (HAKMEM_DEBUG_CHECKS) slab_check_node(s, tail[0]);
-                tail = tail[0];
+            void **next;
+            while ((next = hak_link_get(tail, "remote drain")) != NULL) {
+                if (HAKMEM_DEBUG_CHECKS) slab_check_node(s, next);
+                tail = next;
                 n++;
             }
-            tail[0] = s->free;
+            hak_link_set(tail, s->free);
             s->free = (void *)list;
             s->nfree += n;
             s->used -= n;

@@ -2,9 +2,10 @@
  *
  *   build facts     hak_build_is_debug / hak_build_has_counters agree with
  *                   the library file the test was linked against
- *   detectors       (debug flavor) corrupted free lists caught on malloc and
- *                   on refill, a double free whose free key was overwritten,
- *                   an interior free that names its class and SuperSlab
+ *   detectors       corrupted free lists caught on malloc and on refill (both
+ *                   flavors: safe-linking), and in the debug flavor a double
+ *                   free whose free key was overwritten, an interior free
+ *                   that names its class and SuperSlab
  *   hak_check       0 on a clean heap, > 0 (with a report) on a corrupted one
  *   statistics      hak_stats_json (syntax, contents, snprintf-like return),
  *                   hak_stats_print and malloc_stats (the table)
@@ -381,10 +382,10 @@ static int do_corrupt_bin_link(void *arg)
     return 0;
 }
 
-static void test_debug_corrupt_freelist_on_malloc(void **state)
+static void test_corrupt_freelist_on_malloc(void **state)
 {
     (void)state;
-    skip_unless_debug();
+    /* both flavors: safe-linking catches it in release too */
     static const char *const needles[] = { "corrupted free list", "class", "malloc", NULL };
     expect_abort(do_corrupt_bin_link, NULL, "corrupted bin link, then malloc(64)", needles);
 }
@@ -416,10 +417,10 @@ static int do_corrupt_slab_link(void *arg)
     return 0;
 }
 
-static void test_debug_corrupt_freelist_on_refill(void **state)
+static void test_corrupt_freelist_on_refill(void **state)
 {
     (void)state;
-    skip_unless_debug();
+    /* both flavors: safe-linking catches it in release too */
     static const char *const needles[] = { "corrupted free list", "class", "refill", NULL };
     expect_abort(do_corrupt_slab_link, NULL, "corrupted slab free list, then 400 x malloc(64)",
                  needles);
@@ -854,8 +855,8 @@ int main(int argc, char **argv)
 
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_build_flags),
-        cmocka_unit_test(test_debug_corrupt_freelist_on_malloc),
-        cmocka_unit_test(test_debug_corrupt_freelist_on_refill),
+        cmocka_unit_test(test_corrupt_freelist_on_malloc),
+        cmocka_unit_test(test_corrupt_freelist_on_refill),
         cmocka_unit_test(test_debug_double_free_key_destroyed),
         cmocka_unit_test(test_debug_invalid_free_names_class),
         cmocka_unit_test(test_check_clean_heap),

@@ -297,6 +297,108 @@ static void test_double_free_later(void **state)
                  "double free of malloc(20000) after 100 other mallocs/frees");
 }
 
+/* ------------------------------------------- writes after free (links) */
+
+/* Safe-linking: the first word of a free block is its encoded free-list
+ * link.  A write after free over it must stop the process, naming the
+ * block, when the list reaches that block: never follow the written value. */
+struct uaf_case { size_t size; int what; };   /* what: 0 zeros, 1 a pointer, 2 text */
+
+static void uaf_write(void *p, int what)
+{
+    static char target[64];
+    uintptr_t v = what == 0 ? 0 : what == 1 ? (uintptr_t)target : 0x4141414141414141ull;
+    memcpy(tu_launder(p), &v, sizeof v);
+}
+
+/* The block is the head of its bin: the next malloc of its size takes it. */
+static int do_uaf_link_bin(void *arg)
+{
+    const struct uaf_case *c = arg;
+    warm_up();
+    char *p = malloc(c->size), *q = malloc(c->size);
+    if (!p || !q)
+        return 3;
+    memset(p, 1, c->size);
+    memset(q, 2, c->size);
+    free(q);
+    free(p);                 /* p is the head, its link leads to q */
+    tu_expect_addr(p);
+    uaf_write(p, c->what);
+    void *r = malloc(c->size);
+    void *s = malloc(c->size);
+    (void)tu_launder(r);
+    (void)tu_launder(s);
+    return 0;
+}
+
+static void test_uaf_write_link_bin(void **state)
+{
+    (void)state;
+    static const struct uaf_case cases[] = {
+        {48, 0}, {48, 1}, {48, 2}, {1000, 0}, {20000, 1}, {200000, 2},
+    };
+    static const char *what[] = {"zeros", "a pointer", "text"};
+    char name[128];
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        snprintf(name, sizeof name, "%s written over the link of a freed malloc(%zu)",
+                 what[cases[i].what], cases[i].size);
+        expect_abort_msg(do_uaf_link_bin, (void *)&cases[i], name, "corrupted free list");
+    }
+}
+
+/* The block went back to its slab's free list (the bin overflowed and
+ * flushed its older half): the refill that takes it from the slab stops. */
+static int do_uaf_link_slab(void *arg)
+{
+    (void)arg;
+    enum { N = 2000 };
+    static void *a[N];
+    warm_up();
+    for (int i = 0; i < N; i++) {
+        a[i] = malloc(48);
+        if (!a[i])
+            return 3;
+        memset(a[i], 3, 48);
+    }
+    /* every other block stays live, so that no slab empties (an empty slab
+     * is released and its free list dropped) */
+    for (int i = 1; i < N; i += 2)
+        free(a[i]);
+    tu_expect_addr(a[1]);    /* freed first: flushed to its slab long ago */
+    uaf_write(a[1], 0);
+    for (int i = 1; i < N; i += 2)
+        a[i] = tu_launder(malloc(48));
+    return 0;
+}
+
+static void test_uaf_write_link_slab(void **state)
+{
+    (void)state;
+    expect_abort_msg(do_uaf_link_slab, NULL,
+                     "zeros written over the link of a block in its slab's free list",
+                     "corrupted free list");
+}
+
+/* hak_check reports a corrupted link without stopping, and finds nothing
+ * once the word is put back. */
+static void test_uaf_link_hak_check(void **state)
+{
+    (void)state;
+    uintptr_t *p = malloc(64), *q = malloc(64);
+    assert_non_null(p);
+    assert_non_null(q);
+    free(q);
+    free(p);
+    assert_int_equal(hak_check(), 0);
+    uintptr_t saved = p[0];
+    p[0] = 0;
+    assert_true(hak_check() >= 1);
+    p[0] = saved;
+    assert_int_equal(hak_check(), 0);
+    free(tu_launder(malloc(64)));
+}
+
 /* ---------------------------------------------------------- realloc */
 
 static int do_realloc_stack(void *arg)
@@ -526,6 +628,9 @@ int main(void)
         cmocka_unit_test(test_free_interior_large_run),
         cmocka_unit_test(test_free_region_header),
         cmocka_unit_test(test_realloc_freed_large),
+        cmocka_unit_test(test_uaf_write_link_bin),
+        cmocka_unit_test(test_uaf_write_link_slab),
+        cmocka_unit_test(test_uaf_link_hak_check),
         cmocka_unit_test(test_parent_unaffected),
     };
     alarm(300);
