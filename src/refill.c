@@ -119,7 +119,7 @@ static hak_slab_t *slab_alloc(hak_heap_t *h, unsigned cls) {
     hak_slab_t *s = &ss->slabs[i];
     for (unsigned j = 1; j < k; j++) {     /* the span's other slots point back */
         s[j].span_back = (uint8_t)j;
-        s[j].carved = 0;
+        __atomic_store_n(&s[j].carved, 0, __ATOMIC_RELAXED);
     }
     uint32_t bsize = hak_class_size[cls];
     s->span_slots = (uint8_t)k;
@@ -128,7 +128,7 @@ static hak_slab_t *slab_alloc(hak_heap_t *h, unsigned cls) {
     s->cls = (uint8_t)cls;
     s->div_magic = UINT64_MAX / bsize + 1;
     s->cap_end = (uint32_t)(((uint32_t)k << HAK_SLAB_SHIFT) / bsize) * bsize;
-    s->carved = 0;
+    __atomic_store_n(&s->carved, 0, __ATOMIC_RELAXED);
     s->free = NULL;
     s->nfree = 0;
     s->used = 0;
@@ -177,7 +177,7 @@ static size_t heap_purge(hak_heap_t *h, size_t target) {
 static void slab_release(hak_heap_t *h, hak_slab_t *s, int force) {
     if (s->in_partial) partial_remove(h, s);
     __atomic_store_n(&s->owner, NULL, __ATOMIC_RELEASE);
-    s->carved = 0;
+    __atomic_store_n(&s->carved, 0, __ATOMIC_RELAXED);
     s->free = NULL;
     s->nfree = 0;
     hak_superslab_t *ss = (hak_superslab_t *)((uintptr_t)s & ~(HAK_SS_SIZE - 1));
@@ -249,7 +249,7 @@ static void slab_carve(hak_heap_t *h, hak_slab_t *s, hak_bin_t *bin, uint32_t wa
     bin->head = head;
     bin->room -= n;
     if (HAKMEM_BUILD_DEBUG) pagefault_telemetry_touch(h, s->cls, base, (size_t)n * bsize);
-    s->carved += n * bsize;
+    __atomic_store_n(&s->carved, s->carved + n * bsize, __ATOMIC_RELAXED);  /* free gates read it */
     s->used += n;
 }
 
