@@ -356,14 +356,17 @@ void unified_cache_flush(hak_heap_t *h, unsigned cls, uint32_t keep) {
  * heap: onto the slab's atomic list; the first push after the owner took the
  * list also queues the slab on its owner's remote queue (the QUEUED bit says
  * it is there, or about to be, so the owner will not release the slab
- * meanwhile). */
+ * meanwhile).  That push writes s->next_remote, which the owner read before
+ * it took the list: the owner's exchange releases and this CAS acquires, so
+ * the owner's read happens before this write (acquire alone on the owner's
+ * side would let its read move after the exchange and see this write). */
 void hak_free_remote_chain(hak_slab_t *s, void *first, void *last) {
     uintptr_t old = atomic_load_explicit(&s->xthread_free, memory_order_relaxed);
     do {
         *(void **)last = (void *)(old & ~HAK_XTHREAD_QUEUED);
     } while (!atomic_compare_exchange_weak_explicit(&s->xthread_free, &old,
                                                     (uintptr_t)first | HAK_XTHREAD_QUEUED,
-                                                    memory_order_release, memory_order_relaxed));
+                                                    memory_order_acq_rel, memory_order_relaxed));
     if (old & HAK_XTHREAD_QUEUED) return;
     hak_heap_t *owner = __atomic_load_n(&s->owner, __ATOMIC_ACQUIRE);
     hak_slab_t *head = atomic_load_explicit(&owner->remote_slabs, memory_order_relaxed);
@@ -382,7 +385,7 @@ static void heap_drain_remote_forced(hak_heap_t *h, int force) {
     hak_slab_t *s = atomic_exchange_explicit(&h->remote_slabs, NULL, memory_order_acquire);
     while (s) {
         hak_slab_t *next = s->next_remote;   /* read before the slab can be queued again */
-        uintptr_t list = atomic_exchange_explicit(&s->xthread_free, 0, memory_order_acquire);
+        uintptr_t list = atomic_exchange_explicit(&s->xthread_free, 0, memory_order_acq_rel);
         list &= ~HAK_XTHREAD_QUEUED;
         if (list) {
             void **tail = (void **)list;
