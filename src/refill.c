@@ -433,7 +433,7 @@ hak_heap_t *hak_heap_acquire(void) {
             __atomic_store_n(&heap_all, h, __ATOMIC_RELEASE);
         }
     }
-    if (h) h->active = 1;
+    if (h) __atomic_store_n(&h->active, 1, __ATOMIC_RELAXED);   /* read unlocked: blocks_return, stats */
     pthread_mutex_unlock(&hak_pool_lock);
     if (!h) return NULL;
     /* Set the TLS pointer before pthread_setspecific, which may allocate. */
@@ -502,7 +502,7 @@ void hak_heap_abandon(hak_heap_t *h) {
     hak_tl_heap = &hak_heap_empty;
     hak_heap_trim(h);
     pthread_mutex_lock(&hak_pool_lock);
-    h->active = 0;
+    __atomic_store_n(&h->active, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&h->next_orphan, heap_orphans, __ATOMIC_RELAXED);
     __atomic_store_n(&heap_orphans, h, __ATOMIC_RELEASE);
     pthread_mutex_unlock(&hak_pool_lock);
