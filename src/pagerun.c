@@ -729,7 +729,7 @@ void hak_large_fork_parent(void) {
  * held all their locks) and the background thread is gone. */
 void hak_large_fork_child(void) {
     hak_huge_fork_child();
-    for (unsigned k = 0; k < HAK_ARENAS; k++) pthread_mutex_init(&arenas[k].lock, NULL);
+    for (unsigned k = 0; k < HAK_ARENAS; k++) pthread_mutex_unlock(&arenas[k].lock);
     bg_started = 0;
 }
 
