@@ -2,6 +2,8 @@
 #   make                         release libraries: build/libhakmem.so, build/libhakmem.a
 #   make BUILD_FLAVOR=debug      debug libraries:   build/libhakmem-debug.so, .a
 #   make test                    builds both flavors and runs every test against each
+#   make test-sanitize           the tests under UBSan and TSan (hak_-only libraries,
+#                                build/libhakmem-ubsan.so, -tsan.so; programs in build/san/)
 #   make bench                   benchmark table: hakmem vs system, mimalloc, jemalloc, tcmalloc
 #   make install PREFIX=/usr/local [LIBDIR=...] [DESTDIR=...]
 #                                libraries, header, pkg-config and CMake files,
@@ -142,11 +144,12 @@ $(B)/tests/test_static-debug: tests/test_static.c $(B)/libhakmem-debug.a
 	$(CC) $(TEST_CFLAGS) -static -o $@ $< $(B)/libhakmem-debug.a -lpthread
 
 # make test-sanitize: the tests against the hak_-only libraries built with
-# UBSan and TSan (tests/run_sanitize.sh says which cases run under which).
+# UBSan and TSan (tests/run_sanitize.sh says which cases run under which),
+# and the exports of build/libhakmem-hak.so (tests/check_hak_exports.sh).
 # The test programs are built with the same sanitizer and call the hak_ names
 # (tests/hak_names.h); they live in build/san/, out of run_tests.sh's way.
-SAN_UBSAN_TESTS := test_api test_stress
-SAN_TSAN_TESTS  := test_stress test_api test_large test_diag
+SAN_UBSAN_TESTS := $(CMOCKA_TESTS) san_canary
+SAN_TSAN_TESTS  := test_stress test_api test_large test_tiers test_diag san_canary
 SAN_BINS := $(SAN_UBSAN_TESTS:%=$(B)/san/%-ubsan) $(SAN_TSAN_TESTS:%=$(B)/san/%-tsan)
 SAN_TEST_CFLAGS := $(TEST_CFLAGS) -fno-omit-frame-pointer -include tests/hak_names.h
 
@@ -160,7 +163,7 @@ $(B)/san/%-tsan: tests/%.c tests/test_util.h tests/hak_names.h $(B)/libhakmem-ts
 	$(CC) $(SAN_TEST_CFLAGS) -fsanitize=thread \
 	  -o $@ $< -L$(B) -Wl,-rpath,'$$ORIGIN/..' -lhakmem-tsan -lcmocka -lpthread
 
-test-sanitize: $(SAN_BINS) $(B)/libhakmem-hak.so
+test-sanitize: $(SAN_BINS) $(B)/libhakmem-hak.so $(B)/libhakmem.so
 	sh tests/run_sanitize.sh $(B)
 
 test: $(TEST_BINS_R) $(TEST_BINS_D) $(B)/tests/test_static-release $(B)/tests/test_static-debug

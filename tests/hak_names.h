@@ -9,9 +9,14 @@
  *   - the standard allocation names become the hak_ ones (malloc ->
  *     hak_malloc, ...), so every block the test allocates, frees, reallocs or
  *     measures is hakmem's;
+ *   - malloc_stats becomes hak_stats_print (the same table); malloc_trim,
+ *     mallopt and mallinfo have no hak_ name and stay the C library's, which
+ *     do nothing to hakmem: a workload that calls malloc_trim now and then
+ *     runs without those trims, and the cases that check what hakmem's
+ *     malloc_trim does skip;
  *   - HAKMEM_TEST_HAK_NAMES is defined, for the few cases that test the
- *     interposition itself (glibc's malloc_trim, libc's own allocations going
- *     to hakmem): they skip, with TU_SKIP_IF_HAK_NAMES (test_util.h);
+ *     interposition itself (hakmem's malloc_trim, libc's own allocations
+ *     going to hakmem): they skip, with TU_SKIP_IF_HAK_NAMES (test_util.h);
  *   - TU_TEST_FILTER=pattern (cmocka's glob: * and ?) runs only the
  *     cases whose name matches, e.g. one threaded case of a binary under TSan;
  *   - the sanitizers' defaults: a report ends the process with a non-zero
