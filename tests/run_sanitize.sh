@@ -132,6 +132,9 @@ run_cmocka() {
     total_skip=$((total_skip + skc))
     status="rc=$rc"
     san_report && status="$status (sanitizer report)"
+    # gcc 12's TSan cannot map its shadow with 32 bits of mmap randomisation
+    grep -q 'unexpected memory mapping' "$LOG" &&
+        status="$status (TSan vs ASLR: try sysctl vm.mmap_rnd_bits=28)"
     [ $rc -eq 124 ] || [ $rc -eq 137 ] && status="$status (timed out after ${TIMEOUT}s?)"
     [ $rc -gt 128 ] && [ $rc -ne 137 ] && status="$status (killed by signal $((rc - 128)))"
     total_pass=$((total_pass + p))
