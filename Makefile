@@ -2,6 +2,8 @@
 #   make                         release libraries: build/libhakmem.so, build/libhakmem.a
 #   make BUILD_FLAVOR=debug      debug libraries:   build/libhakmem-debug.so, .a
 #   make test                    builds both flavors and runs every test against each
+#   make test-sanitize           the tests under UBSan and TSan (hak_-only libraries,
+#                                build/libhakmem-ubsan.so, -tsan.so; programs in build/san/)
 #   make bench                   benchmark table: hakmem vs system, mimalloc, jemalloc, tcmalloc
 #   make install PREFIX=/usr/local [LIBDIR=...] [DESTDIR=...]
 #                                libraries, header, pkg-config and CMake files,
@@ -30,6 +32,16 @@ SUFFIX_release :=
 SUFFIX_debug   := -debug
 SUFFIX_counters := -counters
 SUFFIX_hak     := -hak
+# hak_-only builds under a sanitizer (make test-sanitize): release code at
+# -O2 -g, objects in build/obj-ubsan/ and build/obj-tsan/
+FLAGS_san      := -DNDEBUG -DHAKMEM_BUILD_RELEASE=1 $(call COUNTERS,0) -DHAKMEM_OVERRIDE=0 \
+                  -O2 -g -fno-omit-frame-pointer
+FLAGS_ubsan    := $(FLAGS_san) -fsanitize=undefined -fno-sanitize-recover=all
+FLAGS_tsan     := $(FLAGS_san) -fsanitize=thread
+SUFFIX_ubsan   := -ubsan
+SUFFIX_tsan    := -tsan
+LDFLAGS_ubsan  := -fsanitize=undefined
+LDFLAGS_tsan   := -fsanitize=thread
 ifeq ($(filter $(BUILD_FLAVOR),release debug),)
   $(error BUILD_FLAVOR must be release or debug)
 endif
@@ -55,7 +67,7 @@ MAP_OF = $(if $(findstring HAKMEM_OVERRIDE=0,$(FLAGS_$(1))),src/hakmem-hak.map,$
 SRCS := $(wildcard src/*.c)
 HDRS := $(wildcard src/*.h) include/hakmem.h
 
-.PHONY: all lib test bench install clean FORCE
+.PHONY: all lib test test-sanitize bench install clean FORCE
 all: lib
 lib: $(B)/libhakmem$(SUFFIX).so $(B)/libhakmem$(SUFFIX).so.$(VERSION_MAJOR) $(B)/libhakmem$(SUFFIX).a
 
@@ -88,6 +100,8 @@ $(eval $(call FLAVOR_RULES,release))
 $(eval $(call FLAVOR_RULES,debug))
 $(eval $(call FLAVOR_RULES,counters))
 $(eval $(call FLAVOR_RULES,hak))
+$(eval $(call FLAVOR_RULES,ubsan))
+$(eval $(call FLAVOR_RULES,tsan))
 
 # ---------------------------------------------------------------- benchmarks
 BENCH_CFLAGS := -std=gnu11 -O2 -Wall -Wextra -Iinclude
@@ -128,6 +142,29 @@ $(B)/tests/test_static-release: tests/test_static.c $(B)/libhakmem.a
 $(B)/tests/test_static-debug: tests/test_static.c $(B)/libhakmem-debug.a
 	@mkdir -p $(B)/tests
 	$(CC) $(TEST_CFLAGS) -static -o $@ $< $(B)/libhakmem-debug.a -lpthread
+
+# make test-sanitize: the tests against the hak_-only libraries built with
+# UBSan and TSan (tests/run_sanitize.sh says which cases run under which),
+# and the exports of build/libhakmem-hak.so (tests/check_hak_exports.sh).
+# The test programs are built with the same sanitizer and call the hak_ names
+# (tests/hak_names.h); they live in build/san/, out of run_tests.sh's way.
+SAN_UBSAN_TESTS := $(CMOCKA_TESTS) san_canary
+SAN_TSAN_TESTS  := test_stress test_api test_large test_tiers test_diag san_canary
+SAN_BINS := $(SAN_UBSAN_TESTS:%=$(B)/san/%-ubsan) $(SAN_TSAN_TESTS:%=$(B)/san/%-tsan)
+SAN_TEST_CFLAGS := $(TEST_CFLAGS) -fno-omit-frame-pointer -include tests/hak_names.h
+
+$(B)/san/%-ubsan: tests/%.c tests/test_util.h tests/hak_names.h $(B)/libhakmem-ubsan.so $(B)/libhakmem-ubsan.so.$(VERSION_MAJOR)
+	@mkdir -p $(B)/san
+	$(CC) $(SAN_TEST_CFLAGS) -DHAKMEM_TEST_UBSAN -fsanitize=undefined -fno-sanitize-recover=all \
+	  -o $@ $< -L$(B) -Wl,-rpath,'$$ORIGIN/..' -lhakmem-ubsan -lcmocka -lpthread
+
+$(B)/san/%-tsan: tests/%.c tests/test_util.h tests/hak_names.h $(B)/libhakmem-tsan.so $(B)/libhakmem-tsan.so.$(VERSION_MAJOR)
+	@mkdir -p $(B)/san
+	$(CC) $(SAN_TEST_CFLAGS) -fsanitize=thread \
+	  -o $@ $< -L$(B) -Wl,-rpath,'$$ORIGIN/..' -lhakmem-tsan -lcmocka -lpthread
+
+test-sanitize: $(SAN_BINS) $(B)/libhakmem-hak.so $(B)/libhakmem.so
+	sh tests/run_sanitize.sh $(B)
 
 test: $(TEST_BINS_R) $(TEST_BINS_D) $(B)/tests/test_static-release $(B)/tests/test_static-debug
 	sh tests/run_tests.sh $(B)

@@ -90,9 +90,11 @@ static void fork_parent(void) {
     pthread_mutex_unlock(&hak_pool_lock);
 }
 
+/* The child's only thread is the one that took the locks in fork_prepare:
+ * it releases them (initialising a locked mutex again is undefined). */
 static void fork_child(void) {
     hak_large_fork_child();
-    pthread_mutex_init(&hak_pool_lock, NULL);
+    pthread_mutex_unlock(&hak_pool_lock);
     hak_heap_fork_child(hak_tl_heap);
 }
 

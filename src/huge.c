@@ -313,4 +313,4 @@ size_t hak_huge_trim(void) {
 
 void hak_huge_fork_prepare(void) { pthread_mutex_lock(&large_lock); }
 void hak_huge_fork_parent(void) { pthread_mutex_unlock(&large_lock); }
-void hak_huge_fork_child(void) { pthread_mutex_init(&large_lock, NULL); }
+void hak_huge_fork_child(void) { pthread_mutex_unlock(&large_lock); }

@@ -237,16 +237,22 @@ static void bin_remove(run_arena_t *a, page_desc_t *d) {
     if (!a->bin_head[b]) a->nonempty &= ~(1ull << b);
 }
 
+/* The background thread peeks at dirty_head without the lock (is there
+ * anything to purge?): it is written with relaxed atomic stores. */
+static void dirty_set_head(run_arena_t *a, page_desc_t *d) {
+    __atomic_store_n(&a->dirty_head, d, __ATOMIC_RELAXED);
+}
+
 /* Insert d after pos (NULL: at the head, the oldest end). */
 static void dirty_insert_after(run_arena_t *a, page_desc_t *pos, page_desc_t *d) {
     d->dprev = pos;
     d->dnext = pos ? pos->dnext : a->dirty_head;
     if (d->dnext) d->dnext->dprev = d; else a->dirty_tail = d;
-    if (pos) pos->dnext = d; else a->dirty_head = d;
+    if (pos) pos->dnext = d; else dirty_set_head(a, d);
 }
 
 static void dirty_remove(run_arena_t *a, page_desc_t *d) {
-    if (d->dprev) d->dprev->dnext = d->dnext; else a->dirty_head = d->dnext;
+    if (d->dprev) d->dprev->dnext = d->dnext; else dirty_set_head(a, d->dnext);
     if (d->dnext) d->dnext->dprev = d->dprev; else a->dirty_tail = d->dprev;
 }
 
@@ -550,7 +556,8 @@ void *hak_large_alloc(size_t size, size_t align, int zero) {
     if (align < PAGE) align = PAGE;
     size_t run_max = hak_run_max();
     if (size > run_max || size + align - PAGE > run_max) return hak_huge_alloc(size, align, zero);
-    if (HAK_UNLIKELY(hak_opt.background_purge && !bg_started)) bg_start();
+    if (HAK_UNLIKELY(hak_opt.background_purge && !__atomic_load_n(&bg_started, __ATOMIC_RELAXED)))
+        bg_start();
     uint32_t n = (uint32_t)((size + PAGE - 1) >> PAGE_SHIFT);
     if (n == 0) n = 1;
     uint32_t slack = (uint32_t)(align >> PAGE_SHIFT) - 1;
@@ -722,7 +729,7 @@ void hak_large_fork_parent(void) {
  * held all their locks) and the background thread is gone. */
 void hak_large_fork_child(void) {
     hak_huge_fork_child();
-    for (unsigned k = 0; k < HAK_ARENAS; k++) pthread_mutex_init(&arenas[k].lock, NULL);
+    for (unsigned k = 0; k < HAK_ARENAS; k++) pthread_mutex_unlock(&arenas[k].lock);
     bg_started = 0;
 }
 

@@ -119,7 +119,7 @@ static hak_slab_t *slab_alloc(hak_heap_t *h, unsigned cls) {
     hak_slab_t *s = &ss->slabs[i];
     for (unsigned j = 1; j < k; j++) {     /* the span's other slots point back */
         s[j].span_back = (uint8_t)j;
-        s[j].carved = 0;
+        __atomic_store_n(&s[j].carved, 0, __ATOMIC_RELAXED);
     }
     uint32_t bsize = hak_class_size[cls];
     s->span_slots = (uint8_t)k;
@@ -128,7 +128,7 @@ static hak_slab_t *slab_alloc(hak_heap_t *h, unsigned cls) {
     s->cls = (uint8_t)cls;
     s->div_magic = UINT64_MAX / bsize + 1;
     s->cap_end = (uint32_t)(((uint32_t)k << HAK_SLAB_SHIFT) / bsize) * bsize;
-    s->carved = 0;
+    __atomic_store_n(&s->carved, 0, __ATOMIC_RELAXED);
     s->free = NULL;
     s->nfree = 0;
     s->used = 0;
@@ -177,7 +177,7 @@ static size_t heap_purge(hak_heap_t *h, size_t target) {
 static void slab_release(hak_heap_t *h, hak_slab_t *s, int force) {
     if (s->in_partial) partial_remove(h, s);
     __atomic_store_n(&s->owner, NULL, __ATOMIC_RELEASE);
-    s->carved = 0;
+    __atomic_store_n(&s->carved, 0, __ATOMIC_RELAXED);
     s->free = NULL;
     s->nfree = 0;
     hak_superslab_t *ss = (hak_superslab_t *)((uintptr_t)s & ~(HAK_SS_SIZE - 1));
@@ -249,7 +249,7 @@ static void slab_carve(hak_heap_t *h, hak_slab_t *s, hak_bin_t *bin, uint32_t wa
     bin->head = head;
     bin->room -= n;
     if (HAKMEM_BUILD_DEBUG) pagefault_telemetry_touch(h, s->cls, base, (size_t)n * bsize);
-    s->carved += n * bsize;
+    __atomic_store_n(&s->carved, s->carved + n * bsize, __ATOMIC_RELAXED);  /* free gates read it */
     s->used += n;
 }
 
@@ -356,14 +356,17 @@ void unified_cache_flush(hak_heap_t *h, unsigned cls, uint32_t keep) {
  * heap: onto the slab's atomic list; the first push after the owner took the
  * list also queues the slab on its owner's remote queue (the QUEUED bit says
  * it is there, or about to be, so the owner will not release the slab
- * meanwhile). */
+ * meanwhile).  That push writes s->next_remote, which the owner read before
+ * it took the list: the owner's exchange releases and this CAS acquires, so
+ * the owner's read happens before this write (acquire alone on the owner's
+ * side would let its read move after the exchange and see this write). */
 void hak_free_remote_chain(hak_slab_t *s, void *first, void *last) {
     uintptr_t old = atomic_load_explicit(&s->xthread_free, memory_order_relaxed);
     do {
         hak_link_set(last, (void *)(old & ~HAK_XTHREAD_QUEUED));
     } while (!atomic_compare_exchange_weak_explicit(&s->xthread_free, &old,
                                                     (uintptr_t)first | HAK_XTHREAD_QUEUED,
-                                                    memory_order_release, memory_order_relaxed));
+                                                    memory_order_acq_rel, memory_order_relaxed));
     if (old & HAK_XTHREAD_QUEUED) return;
     hak_heap_t *owner = __atomic_load_n(&s->owner, __ATOMIC_ACQUIRE);
     hak_slab_t *head = atomic_load_explicit(&owner->remote_slabs, memory_order_relaxed);
@@ -382,7 +385,7 @@ static void heap_drain_remote_forced(hak_heap_t *h, int force) {
     hak_slab_t *s = atomic_exchange_explicit(&h->remote_slabs, NULL, memory_order_acquire);
     while (s) {
         hak_slab_t *next = s->next_remote;   /* read before the slab can be queued again */
-        uintptr_t list = atomic_exchange_explicit(&s->xthread_free, 0, memory_order_acquire);
+        uintptr_t list = atomic_exchange_explicit(&s->xthread_free, 0, memory_order_acq_rel);
         list &= ~HAK_XTHREAD_QUEUED;
         if (list) {
             void **tail = (void **)list;
@@ -431,7 +434,7 @@ hak_heap_t *hak_heap_acquire(void) {
             __atomic_store_n(&heap_all, h, __ATOMIC_RELEASE);
         }
     }
-    if (h) h->active = 1;
+    if (h) __atomic_store_n(&h->active, 1, __ATOMIC_RELAXED);   /* read unlocked: blocks_return, stats */
     pthread_mutex_unlock(&hak_pool_lock);
     if (!h) return NULL;
     /* Set the TLS pointer before pthread_setspecific, which may allocate. */
@@ -500,7 +503,7 @@ void hak_heap_abandon(hak_heap_t *h) {
     hak_tl_heap = &hak_heap_empty;
     hak_heap_trim(h);
     pthread_mutex_lock(&hak_pool_lock);
-    h->active = 0;
+    __atomic_store_n(&h->active, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&h->next_orphan, heap_orphans, __ATOMIC_RELAXED);
     __atomic_store_n(&heap_orphans, h, __ATOMIC_RELEASE);
     pthread_mutex_unlock(&hak_pool_lock);

@@ -43,6 +43,21 @@
 void free_sized(void *p, size_t size);
 void free_aligned_sized(void *p, size_t alignment, size_t size);
 
+/* A cmocka case that is about the interposition itself (glibc's malloc
+ * extras, libc's own allocations reaching hakmem) cannot run when the test
+ * calls a hak_-only library through tests/hak_names.h (make test-sanitize):
+ * it says why and is reported as skipped.  Call at the start of the case, in
+ * the main thread. */
+#ifdef HAKMEM_TEST_HAK_NAMES
+#define TU_SKIP_IF_HAK_NAMES(why)                                              \
+    do {                                                                       \
+        print_message("skipped against the hak_-only library: %s\n", why);    \
+        skip();                                                                \
+    } while (0)
+#else
+#define TU_SKIP_IF_HAK_NAMES(why) do { } while (0)
+#endif
+
 #define TU_KIB ((size_t)1024)
 #define TU_MIB ((size_t)1024 * 1024)
 
