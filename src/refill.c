@@ -291,6 +291,9 @@ pop:
 }
 
 static hak_heap_t *heap_orphans;   /* heaps of exited threads, for reuse */
+/* Orphans that hak_heap_trim_orphans has still to trim: a new thread may
+ * adopt one from here too (only the heap being trimmed is out of reach). */
+static hak_heap_t *heap_trim_queue;
 
 /* Blocks leaving a bin go back to their slabs: ours onto the slab's free
  * list, other heaps' (freed here after another thread allocated them) onto
@@ -416,6 +419,8 @@ hak_heap_t *hak_heap_acquire(void) {
     hak_heap_t *h = heap_orphans;
     if (h) {
         __atomic_store_n(&heap_orphans, h->next_orphan, __ATOMIC_RELEASE);
+    } else if ((h = heap_trim_queue) != NULL) {
+        heap_trim_queue = h->next_orphan;
     } else {
         h = hak_meta_alloc(sizeof *h);      /* fresh pages: zeroed */
         if (h) {
@@ -468,24 +473,34 @@ size_t hak_heap_trim(hak_heap_t *h) {
 }
 
 /* malloc_trim for the heaps of exited threads: no thread uses them, so the
- * trimming thread may act as their owner while they are off the orphan list
+ * trimming thread may act as the owner of each while it is off the lists
  * (other threads' frees into their slabs still arrive through the atomic
- * remote queues, which hak_heap_trim drains). */
+ * remote queues, which hak_heap_trim drains).  They wait on the trim queue,
+ * where new threads can still adopt them, and are taken one at a time:
+ * taking the whole list at once made every thread that started meanwhile
+ * map a new heap, so thread churn grew the heap count without bound. */
 size_t hak_heap_trim_orphans(void) {
     pthread_mutex_lock(&hak_pool_lock);
     hak_heap_t *list = heap_orphans;
-    __atomic_store_n(&heap_orphans, NULL, __ATOMIC_RELEASE);
+    if (list) {
+        hak_heap_t *last = list;
+        while (last->next_orphan) last = last->next_orphan;
+        last->next_orphan = heap_trim_queue;
+        heap_trim_queue = list;
+        __atomic_store_n(&heap_orphans, NULL, __ATOMIC_RELEASE);
+    }
     pthread_mutex_unlock(&hak_pool_lock);
     size_t n = 0;
-    hak_heap_t *last = NULL;
-    for (hak_heap_t *h = list; h; h = h->next_orphan) {
-        n += hak_heap_trim(h);
-        last = h;
-    }
-    if (last) {
+    for (;;) {
         pthread_mutex_lock(&hak_pool_lock);
-        __atomic_store_n(&last->next_orphan, heap_orphans, __ATOMIC_RELAXED);
-        __atomic_store_n(&heap_orphans, list, __ATOMIC_RELEASE);
+        hak_heap_t *h = heap_trim_queue;
+        if (h) heap_trim_queue = h->next_orphan;
+        pthread_mutex_unlock(&hak_pool_lock);
+        if (!h) break;
+        n += hak_heap_trim(h);
+        pthread_mutex_lock(&hak_pool_lock);
+        __atomic_store_n(&h->next_orphan, heap_orphans, __ATOMIC_RELAXED);
+        __atomic_store_n(&heap_orphans, h, __ATOMIC_RELEASE);
         pthread_mutex_unlock(&hak_pool_lock);
     }
     return n;
