@@ -295,6 +295,19 @@ static hak_heap_t *heap_orphans;   /* heaps of exited threads, for reuse */
  * adopt one from here too (only the heap being trimmed is out of reach). */
 static hak_heap_t *heap_trim_queue;
 
+/* What n blocks sent to slab s of an exited thread's heap hold until a
+ * thread adopts or trims that heap: their bytes, and the whole slab if they
+ * are the first to arrive (a slab with queued remote frees is not released,
+ * so its pages stay resident however small the blocks).  0 if the owner is
+ * alive: it takes them back itself. */
+static size_t orphan_cost(const hak_slab_t *s, size_t n) {
+    if (__atomic_load_n(&s->owner->active, __ATOMIC_RELAXED)) return 0;
+    size_t c = n * s->bsize;
+    if (atomic_load_explicit(&s->xthread_free, memory_order_relaxed) == 0)
+        c += (size_t)s->span_slots << HAK_SLAB_SHIFT;
+    return c;
+}
+
 /* Blocks leaving a bin go back to their slabs: ours onto the slab's free
  * list, other heaps' (freed here after another thread allocated them) onto
  * the slab's remote list, a run of blocks of the same slab with one CAS. */
@@ -314,9 +327,9 @@ static void blocks_return(hak_heap_t *h, void *list) {
             last[0] = NULL;
             HAK_STAT_ADD(h->stats[s->cls].remote_frees, n);
             /* A heap whose thread exited has nobody to take its blocks back
-             * (until a new thread adopts it): count them, and past a bound
-             * this thread trims the orphans itself. */
-            if (!__atomic_load_n(&s->owner->active, __ATOMIC_RELAXED)) h->orphan_debt += n * s->bsize;
+             * (until a new thread adopts it): count what they hold, and past
+             * a bound this thread trims the orphans itself. */
+            h->orphan_debt += orphan_cost(s, n);
             hak_free_remote_chain(s, b, last);
             continue;
         }
@@ -376,9 +389,19 @@ void hak_free_remote_chain(hak_slab_t *s, void *first, void *last) {
                                                     memory_order_release, memory_order_relaxed));
 }
 
+/* A thread that never allocated has no heap, so no orphan debt of its own
+ * (a consumer that only frees what others made): what such threads send to
+ * exited threads' heaps is counted here, for all of them together. */
+static size_t heapless_orphan_debt;
+
 void hak_free_remote(hak_slab_t *s, uintptr_t a) {
+    size_t cost = orphan_cost(s, 1);
     ((void **)a)[1] = (void *)hak_block_key(a);
     hak_free_remote_chain(s, (void *)a, (void *)a);
+    if (cost && __atomic_add_fetch(&heapless_orphan_debt, cost, __ATOMIC_RELAXED) > HAK_ORPHAN_DEBT_MAX) {
+        __atomic_store_n(&heapless_orphan_debt, 0, __ATOMIC_RELAXED);
+        hak_heap_trim_orphans();
+    }
 }
 
 static void heap_drain_remote_forced(hak_heap_t *h, int force) {
