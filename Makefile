@@ -109,7 +109,7 @@ bench: $(BENCHES) $(B)/libhakmem.so $(B)/libhakmem-counters.so
 
 # --------------------------------------------------------------------- tests
 TEST_CFLAGS := -std=gnu11 -O1 -g -Wall -Wextra -Iinclude -fno-builtin
-CMOCKA_TESTS := test_api test_stress test_fork test_misuse test_diag test_tiers test_large
+CMOCKA_TESTS := test_api test_stress test_fork test_misuse test_diag test_tiers test_large test_chaos
 TEST_BINS_R := $(CMOCKA_TESTS:%=$(B)/tests/%-release)
 TEST_BINS_D := $(CMOCKA_TESTS:%=$(B)/tests/%-debug)
 
@@ -120,6 +120,12 @@ $(B)/tests/%-release: tests/%.c tests/test_util.h $(B)/libhakmem.so $(B)/libhakm
 $(B)/tests/%-debug: tests/%.c tests/test_util.h $(B)/libhakmem-debug.so $(B)/libhakmem-debug.so.$(VERSION_MAJOR)
 	@mkdir -p $(B)/tests
 	$(CC) $(TEST_CFLAGS) -o $@ $< -L$(B) -Wl,-rpath,'$$ORIGIN/..' -lhakmem-debug -lcmocka -lpthread
+
+# test_chaos preloads this into a child of its own to make mmap fail on demand.
+$(B)/tests/mmap_fail_shim.so: tests/mmap_fail_shim.c
+	@mkdir -p $(B)/tests
+	$(CC) -std=gnu11 -O1 -Wall -Wextra -shared -fPIC -o $@ $<
+$(B)/tests/test_chaos-release $(B)/tests/test_chaos-debug: $(B)/tests/mmap_fail_shim.so
 
 $(B)/tests/test_static-release: tests/test_static.c $(B)/libhakmem.a
 	@mkdir -p $(B)/tests
