@@ -2,6 +2,8 @@
 #   make                         release libraries: build/libhakmem.so, build/libhakmem.a
 #   make BUILD_FLAVOR=debug      debug libraries:   build/libhakmem-debug.so, .a
 #   make test                    builds both flavors and runs every test against each
+#   make test-long               soak (HAKMEM_SOAK_SECONDS, 600) and chaos tests at
+#                                HAKMEM_TEST_SCALE (4); not part of make test
 #   make bench                   benchmark table: hakmem vs system, mimalloc, jemalloc, tcmalloc
 #   make install PREFIX=/usr/local [LIBDIR=...] [DESTDIR=...]
 #                                libraries, header, pkg-config and CMake files,
@@ -55,7 +57,7 @@ MAP_OF = $(if $(findstring HAKMEM_OVERRIDE=0,$(FLAGS_$(1))),src/hakmem-hak.map,$
 SRCS := $(wildcard src/*.c)
 HDRS := $(wildcard src/*.h) include/hakmem.h
 
-.PHONY: all lib test bench install clean FORCE
+.PHONY: all lib test test-long bench install clean FORCE
 all: lib
 lib: $(B)/libhakmem$(SUFFIX).so $(B)/libhakmem$(SUFFIX).so.$(VERSION_MAJOR) $(B)/libhakmem$(SUFFIX).a
 
@@ -137,6 +139,16 @@ $(B)/tests/test_static-debug: tests/test_static.c $(B)/libhakmem-debug.a
 
 test: $(TEST_BINS_R) $(TEST_BINS_D) $(B)/tests/test_static-release $(B)/tests/test_static-debug
 	sh tests/run_tests.sh $(B)
+
+# The long tests, not part of make test: a soak of HAKMEM_SOAK_SECONDS (600)
+# with RSS sampled, and the chaos tests at HAKMEM_TEST_SCALE (4).  The soak
+# binary's name does not end in -release/-debug, so run_tests.sh skips it.
+$(B)/tests/soak: tests/soak.c tests/test_util.h $(B)/libhakmem.so $(B)/libhakmem.so.$(VERSION_MAJOR)
+	@mkdir -p $(B)/tests
+	$(CC) $(TEST_CFLAGS) -o $@ $< -L$(B) -Wl,-rpath,'$$ORIGIN/..' -lhakmem -lpthread
+
+test-long: $(B)/tests/soak $(B)/tests/test_chaos-release $(B)/tests/test_chaos-debug
+	sh tests/run_long.sh $(B)
 
 # ------------------------------------------------------------------- install
 # Paths are substituted here, at install time, into the pkg-config file, the
