@@ -147,6 +147,12 @@ $(B)/tests/soak: tests/soak.c tests/test_util.h $(B)/libhakmem.so $(B)/libhakmem
 	@mkdir -p $(B)/tests
 	$(CC) $(TEST_CFLAGS) -o $@ $< -L$(B) -Wl,-rpath,'$$ORIGIN/..' -lhakmem -lpthread
 
+# Evidence for README "Signal handlers": what a handler that allocates while
+# the thread it interrupted is inside malloc/free does (not supported).
+$(B)/tests/signal_reentry: tests/signal_reentry.c tests/test_util.h $(B)/libhakmem.so $(B)/libhakmem.so.$(VERSION_MAJOR)
+	@mkdir -p $(B)/tests
+	$(CC) $(TEST_CFLAGS) -o $@ $< -L$(B) -Wl,-rpath,'$$ORIGIN/..' -lhakmem -lpthread
+
 test-long: $(B)/tests/soak $(B)/tests/test_chaos-release $(B)/tests/test_chaos-debug
 	sh tests/run_long.sh $(B)
 
