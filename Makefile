@@ -4,6 +4,8 @@
 #   make test                    builds both flavors and runs every test against each
 #   make test-sanitize           the tests under UBSan and TSan (hak_-only libraries,
 #                                build/libhakmem-ubsan.so, -tsan.so; programs in build/san/)
+#   make test-long               soak (HAKMEM_SOAK_SECONDS, 600) and chaos tests at
+#                                HAKMEM_TEST_SCALE (4); not part of make test
 #   make bench                   benchmark table: hakmem vs system, mimalloc, jemalloc, tcmalloc
 #   make install PREFIX=/usr/local [LIBDIR=...] [DESTDIR=...]
 #                                libraries, header, pkg-config and CMake files,
@@ -67,7 +69,7 @@ MAP_OF = $(if $(findstring HAKMEM_OVERRIDE=0,$(FLAGS_$(1))),src/hakmem-hak.map,$
 SRCS := $(wildcard src/*.c)
 HDRS := $(wildcard src/*.h) include/hakmem.h
 
-.PHONY: all lib test test-sanitize bench install clean FORCE
+.PHONY: all lib test test-sanitize test-long bench install clean FORCE
 all: lib
 lib: $(B)/libhakmem$(SUFFIX).so $(B)/libhakmem$(SUFFIX).so.$(VERSION_MAJOR) $(B)/libhakmem$(SUFFIX).a
 
@@ -123,7 +125,7 @@ bench: $(BENCHES) $(B)/libhakmem.so $(B)/libhakmem-counters.so
 
 # --------------------------------------------------------------------- tests
 TEST_CFLAGS := -std=gnu11 -O1 -g -Wall -Wextra -Iinclude -fno-builtin
-CMOCKA_TESTS := test_api test_stress test_fork test_misuse test_diag test_tiers test_large
+CMOCKA_TESTS := test_api test_stress test_fork test_misuse test_diag test_tiers test_large test_chaos
 TEST_BINS_R := $(CMOCKA_TESTS:%=$(B)/tests/%-release)
 TEST_BINS_D := $(CMOCKA_TESTS:%=$(B)/tests/%-debug)
 
@@ -134,6 +136,12 @@ $(B)/tests/%-release: tests/%.c tests/test_util.h $(B)/libhakmem.so $(B)/libhakm
 $(B)/tests/%-debug: tests/%.c tests/test_util.h $(B)/libhakmem-debug.so $(B)/libhakmem-debug.so.$(VERSION_MAJOR)
 	@mkdir -p $(B)/tests
 	$(CC) $(TEST_CFLAGS) -o $@ $< -L$(B) -Wl,-rpath,'$$ORIGIN/..' -lhakmem-debug -lcmocka -lpthread
+
+# test_chaos preloads this into a child of its own to make mmap fail on demand.
+$(B)/tests/mmap_fail_shim.so: tests/mmap_fail_shim.c
+	@mkdir -p $(B)/tests
+	$(CC) -std=gnu11 -O1 -Wall -Wextra -shared -fPIC -o $@ $<
+$(B)/tests/test_chaos-release $(B)/tests/test_chaos-debug: $(B)/tests/mmap_fail_shim.so
 
 $(B)/tests/test_static-release: tests/test_static.c $(B)/libhakmem.a
 	@mkdir -p $(B)/tests
@@ -168,6 +176,22 @@ test-sanitize: $(SAN_BINS) $(B)/libhakmem-hak.so $(B)/libhakmem.so
 
 test: $(TEST_BINS_R) $(TEST_BINS_D) $(B)/tests/test_static-release $(B)/tests/test_static-debug
 	sh tests/run_tests.sh $(B)
+
+# The long tests, not part of make test: a soak of HAKMEM_SOAK_SECONDS (600)
+# with RSS sampled, and the chaos tests at HAKMEM_TEST_SCALE (4).  The soak
+# binary's name does not end in -release/-debug, so run_tests.sh skips it.
+$(B)/tests/soak: tests/soak.c tests/test_util.h $(B)/libhakmem.so $(B)/libhakmem.so.$(VERSION_MAJOR)
+	@mkdir -p $(B)/tests
+	$(CC) $(TEST_CFLAGS) -o $@ $< -L$(B) -Wl,-rpath,'$$ORIGIN/..' -lhakmem -lpthread
+
+# Evidence for README "Signal handlers": what a handler that allocates while
+# the thread it interrupted is inside malloc/free does (not supported).
+$(B)/tests/signal_reentry: tests/signal_reentry.c tests/test_util.h $(B)/libhakmem.so $(B)/libhakmem.so.$(VERSION_MAJOR)
+	@mkdir -p $(B)/tests
+	$(CC) $(TEST_CFLAGS) -o $@ $< -L$(B) -Wl,-rpath,'$$ORIGIN/..' -lhakmem -lpthread
+
+test-long: $(B)/tests/soak $(B)/tests/test_chaos-release $(B)/tests/test_chaos-debug
+	sh tests/run_long.sh $(B)
 
 # ------------------------------------------------------------------- install
 # Paths are substituted here, at install time, into the pkg-config file, the

@@ -566,10 +566,10 @@ void *hak_large_alloc(size_t size, size_t align, int zero) {
     if (!d) {
         pthread_mutex_unlock(&a->lock);
         run_region_t *r = region_map(a);
-        if (!r) {
-            errno = ENOMEM;
-            return NULL;
-        }
+        /* No room for a region (aligning one maps 512 MiB for a moment):
+         * under an address-space limit (ulimit -v) the block still fits in
+         * a mapping of its own.  hak_huge_alloc sets ENOMEM if not. */
+        if (!r) return hak_huge_alloc(size, align, zero);
         pthread_mutex_lock(&a->lock);
         region_add(a, r);
         d = find_fit(a, n + slack);

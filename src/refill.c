@@ -291,6 +291,22 @@ pop:
 }
 
 static hak_heap_t *heap_orphans;   /* heaps of exited threads, for reuse */
+/* Orphans that hak_heap_trim_orphans has still to trim: a new thread may
+ * adopt one from here too (only the heap being trimmed is out of reach). */
+static hak_heap_t *heap_trim_queue;
+
+/* What n blocks sent to slab s of an exited thread's heap hold until a
+ * thread adopts or trims that heap: their bytes, and the whole slab if they
+ * are the first to arrive (a slab with queued remote frees is not released,
+ * so its pages stay resident however small the blocks).  0 if the owner is
+ * alive: it takes them back itself. */
+static size_t orphan_cost(const hak_slab_t *s, size_t n) {
+    if (__atomic_load_n(&s->owner->active, __ATOMIC_RELAXED)) return 0;
+    size_t c = n * s->bsize;
+    if (atomic_load_explicit(&s->xthread_free, memory_order_relaxed) == 0)
+        c += (size_t)s->span_slots << HAK_SLAB_SHIFT;
+    return c;
+}
 
 /* Blocks leaving a bin go back to their slabs: ours onto the slab's free
  * list, other heaps' (freed here after another thread allocated them) onto
@@ -311,9 +327,9 @@ static void blocks_return(hak_heap_t *h, void *list) {
             hak_link_set(last, NULL);
             HAK_STAT_ADD(h->stats[s->cls].remote_frees, n);
             /* A heap whose thread exited has nobody to take its blocks back
-             * (until a new thread adopts it): count them, and past a bound
-             * this thread trims the orphans itself. */
-            if (!__atomic_load_n(&s->owner->active, __ATOMIC_RELAXED)) h->orphan_debt += n * s->bsize;
+             * (until a new thread adopts it): count what they hold, and past
+             * a bound this thread trims the orphans itself. */
+            h->orphan_debt += orphan_cost(s, n);
             hak_free_remote_chain(s, b, last);
             continue;
         }
@@ -376,9 +392,19 @@ void hak_free_remote_chain(hak_slab_t *s, void *first, void *last) {
                                                     memory_order_release, memory_order_relaxed));
 }
 
+/* A thread that never allocated has no heap, so no orphan debt of its own
+ * (a consumer that only frees what others made): what such threads send to
+ * exited threads' heaps is counted here, for all of them together. */
+static size_t heapless_orphan_debt;
+
 void hak_free_remote(hak_slab_t *s, uintptr_t a) {
+    size_t cost = orphan_cost(s, 1);
     ((void **)a)[1] = (void *)hak_block_key(a);
     hak_free_remote_chain(s, (void *)a, (void *)a);
+    if (cost && __atomic_add_fetch(&heapless_orphan_debt, cost, __ATOMIC_RELAXED) > HAK_ORPHAN_DEBT_MAX) {
+        __atomic_store_n(&heapless_orphan_debt, 0, __ATOMIC_RELAXED);
+        hak_heap_trim_orphans();
+    }
 }
 
 static void heap_drain_remote_forced(hak_heap_t *h, int force) {
@@ -420,6 +446,8 @@ hak_heap_t *hak_heap_acquire(void) {
     hak_heap_t *h = heap_orphans;
     if (h) {
         __atomic_store_n(&heap_orphans, h->next_orphan, __ATOMIC_RELEASE);
+    } else if ((h = heap_trim_queue) != NULL) {
+        heap_trim_queue = h->next_orphan;
     } else {
         h = hak_meta_alloc(sizeof *h);      /* fresh pages: zeroed */
         if (h) {
@@ -472,24 +500,34 @@ size_t hak_heap_trim(hak_heap_t *h) {
 }
 
 /* malloc_trim for the heaps of exited threads: no thread uses them, so the
- * trimming thread may act as their owner while they are off the orphan list
+ * trimming thread may act as the owner of each while it is off the lists
  * (other threads' frees into their slabs still arrive through the atomic
- * remote queues, which hak_heap_trim drains). */
+ * remote queues, which hak_heap_trim drains).  They wait on the trim queue,
+ * where new threads can still adopt them, and are taken one at a time:
+ * taking the whole list at once made every thread that started meanwhile
+ * map a new heap, so thread churn grew the heap count without bound. */
 size_t hak_heap_trim_orphans(void) {
     pthread_mutex_lock(&hak_pool_lock);
     hak_heap_t *list = heap_orphans;
-    __atomic_store_n(&heap_orphans, NULL, __ATOMIC_RELEASE);
+    if (list) {
+        hak_heap_t *last = list;
+        while (last->next_orphan) last = last->next_orphan;
+        last->next_orphan = heap_trim_queue;
+        heap_trim_queue = list;
+        __atomic_store_n(&heap_orphans, NULL, __ATOMIC_RELEASE);
+    }
     pthread_mutex_unlock(&hak_pool_lock);
     size_t n = 0;
-    hak_heap_t *last = NULL;
-    for (hak_heap_t *h = list; h; h = h->next_orphan) {
-        n += hak_heap_trim(h);
-        last = h;
-    }
-    if (last) {
+    for (;;) {
         pthread_mutex_lock(&hak_pool_lock);
-        __atomic_store_n(&last->next_orphan, heap_orphans, __ATOMIC_RELAXED);
-        __atomic_store_n(&heap_orphans, list, __ATOMIC_RELEASE);
+        hak_heap_t *h = heap_trim_queue;
+        if (h) heap_trim_queue = h->next_orphan;
+        pthread_mutex_unlock(&hak_pool_lock);
+        if (!h) break;
+        n += hak_heap_trim(h);
+        pthread_mutex_lock(&hak_pool_lock);
+        __atomic_store_n(&h->next_orphan, heap_orphans, __ATOMIC_RELAXED);
+        __atomic_store_n(&heap_orphans, h, __ATOMIC_RELEASE);
         pthread_mutex_unlock(&hak_pool_lock);
     }
     return n;
