@@ -199,8 +199,15 @@ static HAK_COLD void free_small_slow(void *p, const char *fn) {
     const char *what = NULL;
     if (__atomic_load_n(&s->owner, __ATOMIC_ACQUIRE) == NULL)
         what = "invalid pointer (not an allocated block)";
-    else if (!hak_slab_holds(s, a)) what = "invalid pointer (inside or beyond a block)";
-    else if (((uintptr_t *)p)[1] == hak_block_key(a)) what = "double free of";
+    else if (!hak_slab_holds(s, a)) {
+        /* a block start past the carve frontier was never handed out */
+        uintptr_t off = a - hak_slab_base(s);
+        what = off < s->cap_end && off % s->bsize == 0 ? "invalid pointer (a block not handed out)"
+                                                       : "invalid pointer (inside or beyond a block)";
+    }
+    /* A carved block waiting in a bin or free list carries the same free key
+     * as a freed one: the two cannot be told apart here, so both are named. */
+    else if (((uintptr_t *)p)[1] == hak_block_key(a)) what = "double free (or free of a block not handed out) of";
     if (what) {
         /* debug: also say where the pointer belongs (class, slab, SuperSlab) */
         if (HAKMEM_DEBUG_CHECKS) hak_debug_report_block(fn, what, p);

@@ -60,7 +60,7 @@ void hak_debug_on_free(void *p, const char *fn) {
     uint8_t m;
     uint8_t *byte = bitmap_byte((uintptr_t)p, &m);
     if (!(__atomic_fetch_and(byte, (uint8_t)~m, __ATOMIC_RELAXED) & m))
-        hak_debug_report_block(fn, "double free (block not in use)", p);
+        hak_debug_report_block(fn, "double free, or free of a block not handed out (block not in use)", p);
 }
 
 /* A free-list node must start a carved block of an in-use slab of class

@@ -603,7 +603,8 @@ static page_desc_t *block_lock(uintptr_t p, run_arena_t **ap, const char **what)
         return d;
     }
     pthread_mutex_unlock(&a->lock);
-    if (f & PD_START) *what = "double free of";
+    /* a free run: freed before, or the rest of a split never handed out */
+    if (f & PD_START) *what = "double free (or free of a block not handed out) of";
     else if (f & PD_GHOST) *what = "double free (or pointer inside a block) of";
     return NULL;
 }

@@ -399,6 +399,34 @@ static void test_uaf_link_hak_check(void **state)
     free(tu_launder(malloc(64)));
 }
 
+/* A block start that was never handed out: p + size for a fresh block p
+ * is the next block of its slab (carved into a bin, or past the carve
+ * frontier).  The message must not call it a plain double free. */
+static int do_free_next_block(void *arg)
+{
+    size_t n = (size_t)(uintptr_t)arg;
+    warm_up();
+    char *p = malloc(n);
+    if (!p)
+        return 3;
+    memset(p, 4, n);
+    void *q = tu_launder(p + n);
+    tu_expect_addr(q);
+    free(q);
+    return 0;
+}
+
+static void test_free_block_not_handed_out(void **state)
+{
+    (void)state;
+    static const size_t sizes[] = {64, 4096, 65536};
+    char name[96];
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        snprintf(name, sizeof name, "free of p+%zu, p = malloc(%zu), a fresh heap", sizes[i], sizes[i]);
+        expect_abort_msg(do_free_next_block, (void *)(uintptr_t)sizes[i], name, "not handed out");
+    }
+}
+
 /* ---------------------------------------------------------- realloc */
 
 static int do_realloc_stack(void *arg)
@@ -628,6 +656,7 @@ int main(void)
         cmocka_unit_test(test_free_interior_large_run),
         cmocka_unit_test(test_free_region_header),
         cmocka_unit_test(test_realloc_freed_large),
+        cmocka_unit_test(test_free_block_not_handed_out),
         cmocka_unit_test(test_uaf_write_link_bin),
         cmocka_unit_test(test_uaf_write_link_slab),
         cmocka_unit_test(test_uaf_link_hak_check),
