@@ -107,7 +107,10 @@ $(eval $(call FLAVOR_RULES,tsan))
 BENCH_CFLAGS := -std=gnu11 -O2 -Wall -Wextra -Iinclude
 BENCHES := $(B)/bench_random_mixed $(B)/bench_mt_mixed $(B)/bench_prodcons \
            $(B)/bench_largebuf $(B)/bench_rss $(B)/bench_realloc $(B)/bench_threads \
-           $(B)/bench_large_remote $(B)/bench_server
+           $(B)/bench_large_remote $(B)/bench_server \
+           $(B)/bench_larson $(B)/bench_xmalloc $(B)/bench_cache $(B)/bench_simple \
+           $(B)/bench_alloc_test $(B)/bench_rptest $(B)/bench_mstress $(B)/bench_mleak \
+           $(B)/bench_exec
 
 $(B)/bench_%: bench/bench_%.c bench/bench_common.h
 	@mkdir -p $(B)
