@@ -4,7 +4,8 @@
 #   make test                    builds both flavors and runs every test against each
 #   make test-sanitize           the tests under UBSan and TSan (hak_-only libraries,
 #                                build/libhakmem-ubsan.so, -tsan.so; programs in build/san/)
-#   make bench                   benchmark table: hakmem vs system, mimalloc, jemalloc, tcmalloc
+#   make bench                   benchmark table: hakmem vs system, mimalloc, jemalloc, tcmalloc;
+#                                chart in bench/results/bench.svg, .png (gnuplot)
 #   make install PREFIX=/usr/local [LIBDIR=...] [DESTDIR=...]
 #                                libraries, header, pkg-config and CMake files,
 #                                man pages, the launcher bin/hakmem
@@ -120,9 +121,13 @@ $(B)/bench_%: bench/bench_%.c bench/bench_common.h
 bench_random_mixed_hakmem: $(B)/libhakmem$(SUFFIX).a
 	$(CC) $(BENCH_CFLAGS) -o $(B)/bench_random_mixed_hakmem$(SUFFIX) bench/bench_random_mixed.c $< -lpthread
 
+# The table goes to stdout and bench/results/bench.md; bench/results/bench.dat
+# holds its numbers, drawn by gnuplot (bench/bench_chart.gp) into
+# bench/results/bench.svg and bench.png.
 bench: $(BENCHES) $(B)/libhakmem.so $(B)/libhakmem-counters.so
 	python3 bench/run_bench.py --lib $(B)/libhakmem.so --bindir $(B) \
-	  --extra hakmem+counters=$(B)/libhakmem-counters.so
+	  --extra hakmem+counters=$(B)/libhakmem-counters.so \
+	  --out bench/results/bench.md --chart bench/results
 
 # --------------------------------------------------------------------- tests
 TEST_CFLAGS := -std=gnu11 -O1 -g -Wall -Wextra -Iinclude -fno-builtin
