@@ -156,10 +156,10 @@ def benchmarks(quick):
         # larson: lanes of successive threads replacing random blocks of
         # 8..1000 bytes in 1000 slots; every 10k operations the lane's
         # thread exits and a new one takes over its blocks
-        ("larson 2T %s/lane" % tag(6_000_000), "bench_larson", [2, it(6_000_000), 42]),
-        ("larson 4T %s/lane" % tag(4_000_000), "bench_larson", [4, it(4_000_000), 42]),
+        ("larson 2T %s/lane" % tag(10_000_000), "bench_larson", [2, it(10_000_000), 42]),
+        ("larson 4T %s/lane" % tag(5_000_000), "bench_larson", [4, it(5_000_000), 42]),
         # xmalloc: one thread allocates 16..512 bytes, two threads free
-        ("xmalloc 1+2T %s" % tag(4_000_000), "bench_xmalloc", [2, it(4_000_000), 42]),
+        ("xmalloc 1+2T %s" % tag(6_000_000), "bench_xmalloc", [2, it(6_000_000), 42]),
         # false sharing: 8-byte objects written 50 times each
         ("cache-thrash 2T %s/thread" % tag(700_000), "bench_cache",
          ["thrash", 2, it(700_000), 8, 50]),
@@ -176,11 +176,11 @@ def benchmarks(quick):
     rows += [
         # mixed sizes skewed small, lifetimes of ~20, ~6k and ~2M operations
         ("alloc_test 1T %s" % tag(15_000_000), "bench_alloc_test", [1, it(15_000_000), 42]),
-        ("alloc_test 2T %s/thread" % tag(6_000_000), "bench_alloc_test", [2, it(6_000_000), 42]),
+        ("alloc_test 2T %s/thread" % tag(8_000_000), "bench_alloc_test", [2, it(8_000_000), 42]),
         # random sizes 16 B..64 KiB and lifetimes, 10% of blocks handed to
         # the next thread to free
-        ("rptest 2T %s/thread" % tag(2_000_000), "bench_rptest", [2, it(2_000_000), 42]),
-        ("rptest 4T %s/thread" % tag(1_000_000), "bench_rptest", [4, it(1_000_000), 42]),
+        ("rptest 2T %s/thread" % tag(3_000_000), "bench_rptest", [2, it(3_000_000), 42]),
+        ("rptest 4T %s/thread" % tag(1_500_000), "bench_rptest", [4, it(1_500_000), 42]),
         # 40 waves of 4 threads, each leaving blocks in a shared array for
         # later threads to free
         ("mstress 4T 40 waves %s/thread" % tag(25_000), "bench_mstress", [4, 40, it(25_000), 42]),
