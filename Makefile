@@ -6,7 +6,8 @@
 #                                build/libhakmem-ubsan.so, -tsan.so; programs in build/san/)
 #   make test-long               soak (HAKMEM_SOAK_SECONDS, 600) and chaos tests at
 #                                HAKMEM_TEST_SCALE (4); not part of make test
-#   make bench                   benchmark table: hakmem vs system, mimalloc, jemalloc, tcmalloc
+#   make bench                   benchmark table: hakmem vs system, mimalloc, jemalloc, tcmalloc;
+#                                chart in bench/results/bench.svg, .png (gnuplot)
 #   make install PREFIX=/usr/local [LIBDIR=...] [DESTDIR=...]
 #                                libraries, header, pkg-config and CMake files,
 #                                man pages, the launcher bin/hakmem
@@ -109,7 +110,10 @@ $(eval $(call FLAVOR_RULES,tsan))
 BENCH_CFLAGS := -std=gnu11 -O2 -Wall -Wextra -Iinclude
 BENCHES := $(B)/bench_random_mixed $(B)/bench_mt_mixed $(B)/bench_prodcons \
            $(B)/bench_largebuf $(B)/bench_rss $(B)/bench_realloc $(B)/bench_threads \
-           $(B)/bench_large_remote $(B)/bench_server
+           $(B)/bench_large_remote $(B)/bench_server \
+           $(B)/bench_larson $(B)/bench_xmalloc $(B)/bench_cache $(B)/bench_simple \
+           $(B)/bench_alloc_test $(B)/bench_rptest $(B)/bench_mstress $(B)/bench_mleak \
+           $(B)/bench_exec
 
 $(B)/bench_%: bench/bench_%.c bench/bench_common.h
 	@mkdir -p $(B)
@@ -119,9 +123,13 @@ $(B)/bench_%: bench/bench_%.c bench/bench_common.h
 bench_random_mixed_hakmem: $(B)/libhakmem$(SUFFIX).a
 	$(CC) $(BENCH_CFLAGS) -o $(B)/bench_random_mixed_hakmem$(SUFFIX) bench/bench_random_mixed.c $< -lpthread
 
+# The table goes to stdout and bench/results/bench.md; bench/results/bench.dat
+# holds its numbers, drawn by gnuplot (bench/bench_chart.gp) into
+# bench/results/bench.svg and bench.png.
 bench: $(BENCHES) $(B)/libhakmem.so $(B)/libhakmem-counters.so
 	python3 bench/run_bench.py --lib $(B)/libhakmem.so --bindir $(B) \
-	  --extra hakmem+counters=$(B)/libhakmem-counters.so
+	  --extra hakmem+counters=$(B)/libhakmem-counters.so \
+	  --out bench/results/bench.md --chart bench/results
 
 # --------------------------------------------------------------------- tests
 TEST_CFLAGS := -std=gnu11 -O1 -g -Wall -Wextra -Iinclude -fno-builtin

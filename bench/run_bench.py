@@ -3,21 +3,34 @@
 
 The benchmark programs (build/bench_*) call the standard malloc/free; each
 allocator is swapped in with LD_PRELOAD, so all of them pay the same call
-cost.  Runs alternate between allocators inside every repetition; the table
-reports, per (benchmark, allocator), the median ops/s and the median peak RSS
-over the repetitions.  After the timed repetitions every (benchmark,
-allocator) runs once more under `strace -f -c` to count its mmap-family
-system calls (mmap munmap mremap madvise brk mprotect, over the whole
-process, dynamic loader included) per 1,000 operations; "n/a" where strace is
-missing, cannot trace, or --no-strace is given.
+cost.  Real programs (python3 running bench/bench_python.py, sqlite3 running
+bench/bench_sqlite.sql) are timed whole through build/bench_exec, under each
+allocator's LD_PRELOAD and without one (system).  Runs alternate between
+allocators inside every repetition; the table reports, per (benchmark,
+allocator), the median ops/s, the spread of the repetitions (slowest and
+fastest run relative to the median), the ratio to mimalloc, hakmem's
+standing against the best peer (first / tie / behind; a tie when the two
+spreads overlap) and the median peak RSS.  After the timed repetitions every
+(benchmark, allocator) runs once more under `strace -f -c` to count its
+mmap-family system calls (mmap munmap mremap madvise brk mprotect, over the
+whole process, dynamic loader included) per 1,000 operations; "n/a" where
+strace is missing, cannot trace, or --no-strace is given.  A summary closes
+the report: per allocator the geometric means over the rows of its time and
+its peak RSS relative to mimalloc, and the count of rows where hakmem is
+first, tied or behind.
 
-stdout carries only the report (header line + markdown table); progress and
+--chart DIR writes the numbers to DIR/bench.dat and draws them with gnuplot
+(bench/bench_chart.gp) into DIR/bench.svg and DIR/bench.png: time and peak
+RSS relative to mimalloc, one group of bars per row.
+
+stdout carries only the report (header line + markdown tables); progress and
 diagnostics go to stderr.  Exit status: 0 if every run succeeded, 1 if any
-run failed (shown as FAILED in the table), 2 on a usage/setup error.
+run failed (shown as FAILED in the table) or gnuplot failed, 2 on a
+usage/setup error.
 
 usage: run_bench.py [--lib build/libhakmem.so] [--bindir build] [--reps N]
-                    [--quick] [--out FILE] [--only a,b,...] [--rows a,b,...]
-                    [--no-strace] [--timeout SEC]
+                    [--quick] [--out FILE] [--chart DIR] [--only a,b,...]
+                    [--rows a,b,...] [--no-strace] [--timeout SEC]
 
 --rows (default $BENCH_ROWS) keeps the rows whose name contains one of the
 comma-separated substrings, e.g. --rows band,server or BENCH_ROWS=remote.
@@ -26,6 +39,7 @@ comma-separated substrings, e.g. --rows band,server or BENCH_ROWS=remote.
 import argparse
 import datetime
 import glob
+import math
 import os
 import platform
 import re
@@ -137,8 +151,80 @@ def benchmarks(quick):
         ("threads 2000x50 blocks", "bench_threads", [2000 // div]),
         # RSS over time: 1 GiB of mixed blocks, free 90%, free all, trim
         ("rss 1GiB", "bench_rss", [1024 // div, 42]),
+        # The classic allocator workloads, in versions of our own (each
+        # file's head comment gives the shape and its parameters).
+        # larson: lanes of successive threads replacing random blocks of
+        # 8..1000 bytes in 1000 slots; every 10k operations the lane's
+        # thread exits and a new one takes over its blocks
+        ("larson 2T %s/lane" % tag(10_000_000), "bench_larson", [2, it(10_000_000), 42]),
+        ("larson 4T %s/lane" % tag(5_000_000), "bench_larson", [4, it(5_000_000), 42]),
+        # xmalloc: one thread allocates 16..512 bytes, two threads free
+        ("xmalloc 1+2T %s" % tag(6_000_000), "bench_xmalloc", [2, it(6_000_000), 42]),
+        # false sharing: 8-byte objects written 50 times each
+        ("cache-thrash 2T %s/thread" % tag(700_000), "bench_cache",
+         ["thrash", 2, it(700_000), 8, 50]),
+        ("cache-scratch 2T %s/thread" % tag(700_000), "bench_cache",
+         ["scratch", 2, it(700_000), 8, 50]),
+    ]
+    # glibc's simple malloc benchmark's shape: n blocks of one size (16 ..
+    # 4096), FIFO then LIFO free; a fixed time per run (glibc is up to 60
+    # times slower than the others here)
+    ms = max(250 // div, 1)
+    for threads, n in ((1, 25), (1, 100), (1, 400), (1, 1600), (2, 25), (2, 1600)):
+        rows.append(("simple %dT n%d %gs" % (threads, n, ms / 1000.0), "bench_simple",
+                     [threads, n, ms]))
+    rows += [
+        # mixed sizes skewed small, lifetimes of ~20, ~6k and ~2M operations
+        ("alloc_test 1T %s" % tag(15_000_000), "bench_alloc_test", [1, it(15_000_000), 42]),
+        ("alloc_test 2T %s/thread" % tag(8_000_000), "bench_alloc_test", [2, it(8_000_000), 42]),
+        # random sizes 16 B..64 KiB and lifetimes, 10% of blocks handed to
+        # the next thread to free
+        ("rptest 2T %s/thread" % tag(3_000_000), "bench_rptest", [2, it(3_000_000), 42]),
+        ("rptest 4T %s/thread" % tag(1_500_000), "bench_rptest", [4, it(1_500_000), 42]),
+        # 40 waves of 4 threads, each leaving blocks in a shared array for
+        # later threads to free
+        ("mstress 4T 40 waves %s/thread" % tag(25_000), "bench_mstress", [4, 40, it(25_000), 42]),
+        # churn with 1 in 240 released blocks leaked: peak RSS is the figure
+        ("mleak %s leak 1/240" % tag(12_000_000), "bench_mleak", [it(12_000_000), 42, 4096, 240]),
     ]
     return [(name, binary, [str(a) for a in args]) for name, binary, args in rows]
+
+
+def program_rows(quick, here):
+    """The real programs, timed whole by bench_exec: (rows, skipped, notes).
+    ops is the work the program does (records, rows), so ops/s is that work
+    over the whole run's wall time, start-up included.  A program that is
+    missing skips its row (listed in the report)."""
+    div = 5 if quick else 1
+    rows, skipped, notes = [], [], []
+    # The interpreter running this script: `python3` may be a shim (pyenv)
+    # that starts other processes before the real interpreter.
+    py = os.path.realpath(sys.executable) if sys.executable else None
+    script = os.path.join(here, "bench_python.py")
+    records = max(30_000 // div, 1)
+    if py and os.path.isfile(script):
+        notes.append("python3: %s (Python %s)" % (py, platform.python_version()))
+        for label, env in (("", []), (" PYTHONMALLOC=malloc", ["PYTHONMALLOC=malloc"])):
+            rows.append(("python3 script %dk records%s" % (records // 1000, label), "bench_exec",
+                         [records, "PYTHONHASHSEED=0"] + env + [py, script, records]))
+    else:
+        skipped.append(("python3 script", "no interpreter or %s" % script))
+    sqlite = shutil.which("sqlite3")
+    sql = os.path.join(here, "bench_sqlite.sql")
+    nrows = max(100_000 // div, 1)
+    if sqlite and os.path.isfile(sql):
+        try:
+            version = subprocess.run([sqlite, "-version"], capture_output=True, text=True,
+                                     timeout=20).stdout.split()[0]
+        except (OSError, subprocess.SubprocessError, IndexError):
+            version = "unknown version"
+        notes.append("sqlite3: %s (%s)" % (os.path.realpath(sqlite), version))
+        rows.append(("sqlite3 %dk rows indexed" % (nrows // 1000), "bench_exec",
+                     [nrows, sqlite, "-batch", "-init", "/dev/null", ":memory:",
+                      ".parameter set @n %d" % nrows, '.read "%s"' % sql]))
+    else:
+        skipped.append(("sqlite3", "sqlite3 is not installed (Debian package: sqlite3)"))
+    return [(n, b, [str(a) for a in args]) for n, b, args in rows], skipped, notes
 
 
 def select_rows(rows, spec):
@@ -358,6 +444,171 @@ def md_escape(text):
     return text.replace("\\", "\\\\").replace("|", "\\|")
 
 
+# ------------------------------------------------------------- reporting
+
+# The allocators hakmem is compared with ("peers"): not hakmem, nor the
+# variants of it given with --extra.
+PEERS = {"system"} | {name for name, _, _ in THIRD_PARTY}
+REFERENCE = "mimalloc"
+
+
+def cell_stats(cell):
+    """Median, slowest and fastest ops/s and median peak RSS of one
+    (row, allocator), or None if it failed."""
+    if cell["error"] or not cell["ops"]:
+        return None
+    return {"med": statistics.median(cell["ops"]), "lo": min(cell["ops"]),
+            "hi": max(cell["ops"]), "rss": statistics.median(cell["rss"])}
+
+
+def standing(stats, row, allocators):
+    """How each non-peer allocator of a row stands against the best peer
+    (the peer with the highest median): {name: (word, best peer)}, word
+    first / tie / behind; a tie when their min..max spreads overlap.  None
+    when no peer has a result."""
+    peers = [(name, stats[(row, name)]) for name, _ in allocators
+             if name in PEERS and stats[(row, name)]]
+    if not peers:
+        return None
+    best_name, best = max(peers, key=lambda p: p[1]["med"])
+    out = {}
+    for name, _ in allocators:
+        st = stats[(row, name)]
+        if name in PEERS or st is None:
+            continue
+        if st["lo"] <= best["hi"] and best["lo"] <= st["hi"]:
+            word = "tie"
+        else:
+            word = "first" if st["med"] > best["med"] else "behind"
+        out[name] = (word, best_name, st["med"] / best["med"])
+    return out
+
+
+def rank_text(rank, name):
+    if name not in rank:
+        return ""
+    word, best, ratio = rank[name]
+    if word == "first":
+        return "first (%.2fx %s)" % (ratio, best)
+    if word == "tie":
+        return "tie (%.2fx %s)" % (ratio, best)
+    return "behind (%.2fx %s)" % (ratio, best)
+
+
+def fmt_spread(st):
+    """The slowest and fastest run relative to the median, e.g. -4%..+6%."""
+    med = st["med"] or 1
+    return "%+.0f%%..%+.0f%%" % (100.0 * (st["lo"] / med - 1), 100.0 * (st["hi"] / med - 1))
+
+
+def geomean(values):
+    values = [v for v in values if v and v > 0]
+    if not values:
+        return None
+    return math.exp(sum(math.log(v) for v in values) / len(values))
+
+
+def summary_lines(stats, rank, rows, allocators):
+    """The closing summary: geometric means relative to mimalloc and where
+    hakmem stands."""
+    names = [n for n, _ in allocators]
+    out = ["", "Summary over the %d rows (geometric means of medians; time relative to %s = "
+           "%s's ops/s / the allocator's ops/s, and peak RSS relative to %s: lower is "
+           "better for both; each over the rows where the allocator and %s both ran):"
+           % (len(rows), REFERENCE, REFERENCE, REFERENCE, REFERENCE), "",
+           "| allocator | time relative to %s | peak RSS relative to %s | rows |"
+           % (REFERENCE, REFERENCE),
+           "|---|--:|--:|--:|"]
+    for name in names:
+        times, rsss = [], []
+        for row, _, _ in rows:
+            st, ref = stats[(row, name)], stats.get((row, REFERENCE))
+            if st and ref:
+                times.append(ref["med"] / st["med"] if st["med"] else None)
+                rsss.append(st["rss"] / ref["rss"] if ref["rss"] > 0 else None)
+        gt, gr = geomean(times), geomean(rsss)
+        out.append("| %s | %s | %s | %d |" % (name, "%.3f" % gt if gt else "n/a",
+                                              "%.3f" % gr if gr else "n/a", len(times)))
+    for name in names:
+        if name in PEERS:
+            continue
+        counts = {"first": [], "tie": [], "behind": []}
+        for row, _, _ in rows:
+            r = rank[row]
+            if r and name in r:
+                counts[r[name][0]].append((row, r[name]))
+        n = sum(len(v) for v in counts.values())
+        out += ["", "%s against the best peer of each row (a tie when the min..max spreads of "
+                "the repetitions overlap): first in %d, tied in %d, behind in %d of %d rows."
+                % (name, len(counts["first"]), len(counts["tie"]), len(counts["behind"]), n)]
+        if counts["behind"]:
+            out.append("Behind: " + "; ".join("%s (%.2fx %s)" % (row, ratio, best)
+                                              for row, (_, best, ratio) in counts["behind"]) + ".")
+    return out
+
+
+def write_chart(outdir, header, rows, allocators, stats, rank):
+    """Write outdir/bench.dat (the table's numbers) and render it with
+    gnuplot (bench/bench_chart.gp) to outdir/bench.svg and bench.png.
+    Returns False if gnuplot failed; a missing gnuplot only skips the
+    pictures."""
+    os.makedirs(outdir, exist_ok=True)
+    dat = os.path.join(outdir, "bench.dat")
+    names = [n for n, _ in allocators]
+    with open(dat, "w") as f:
+        f.write("# %s\n" % header)
+        f.write("# allocators: %s\n" % " ".join(names))
+        f.write("# reference: %s\n" % REFERENCE)
+        f.write("# Block 0, one line per (row, allocator): row allocator time_rel time_fast "
+                "time_slow rss_rel ops_median ops_min ops_max rss_kb \"row\" \"allocator\"\n"
+                "#   row: 0-based, in table order; allocator: 1-based in the list above\n"
+                "#   time_rel = %s's median ops/s / this median (lower is better);\n"
+                "#   time_fast, time_slow: the same for this allocator's fastest and slowest "
+                "run; rss_rel = median peak RSS / %s's; ? = no result\n" % (REFERENCE, REFERENCE))
+        for i, (row, _, _) in enumerate(rows):
+            ref = stats.get((row, REFERENCE))
+            for j, name in enumerate(names, 1):
+                st = stats[(row, name)]
+                if st is None:
+                    f.write('%d %d ? ? ? ? ? ? ? ? "%s" "%s"\n' % (i, j, row, name))
+                    continue
+                if ref and st["med"] and st["lo"] and ref["rss"] > 0:
+                    rel = "%.6g %.6g %.6g %.6g" % (ref["med"] / st["med"], ref["med"] / st["hi"],
+                                                   ref["med"] / st["lo"], st["rss"] / ref["rss"])
+                else:
+                    rel = "? ? ? ?"
+                f.write('%d %d %s %d %d %d %d "%s" "%s"\n'
+                        % (i, j, rel, round(st["med"]), st["lo"], st["hi"], round(st["rss"]),
+                           row, name))
+        f.write("\n\n# Block 1, one line per row: row \"label\" (the row's name and hakmem's "
+                "standing)\n")
+        for i, (row, _, _) in enumerate(rows):
+            label = row
+            r = rank[row]
+            if r and "hakmem" in r:
+                label += "  [%s]" % r["hakmem"][0]
+            f.write('%d "%s"\n' % (i, label))
+    log("run_bench: wrote %s" % dat)
+    gnuplot = shutil.which("gnuplot")
+    if not gnuplot:
+        log("run_bench: gnuplot is not installed (Debian package: gnuplot-nox): no chart")
+        return True
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bench_chart.gp")
+    svg, png = os.path.join(outdir, "bench.svg"), os.path.join(outdir, "bench.png")
+    setting = "dat='%s'; svg='%s'; png='%s'" % (dat, svg, png)
+    try:
+        p = subprocess.run([gnuplot, "-e", setting, script], capture_output=True, text=True,
+                           errors="replace", timeout=120)
+    except (OSError, subprocess.SubprocessError) as e:
+        log("run_bench: gnuplot failed: %s" % e)
+        return False
+    if p.returncode != 0:
+        log("run_bench: gnuplot failed (exit %d): %s" % (p.returncode, tail(p.stderr, 600)))
+        return False
+    log("run_bench: wrote %s and %s" % (svg, png))
+    return True
+
+
 # ------------------------------------------------------------------- main
 
 def cpu_model():
@@ -389,6 +640,9 @@ def main():
                     help="repetitions per (benchmark, allocator) (default: $BENCH_REPS or 7)")
     ap.add_argument("--quick", action="store_true", help="fewer iterations, no 5M row")
     ap.add_argument("--out", help="also write the report (markdown) to this file")
+    ap.add_argument("--chart", metavar="DIR",
+                    help="write DIR/bench.dat and, with gnuplot, the charts DIR/bench.svg "
+                         "and DIR/bench.png (bench/bench_chart.gp)")
     ap.add_argument("--only", help="comma-separated allocators to run (default: all)")
     ap.add_argument("--rows", default=None,
                     help="comma-separated substrings: run only the rows whose name contains "
@@ -410,7 +664,9 @@ def main():
     if reps < 1:
         ap.error("reps must be >= 1")
 
-    all_rows = benchmarks(opts.quick)
+    prog_rows, prog_skipped, prog_notes = program_rows(
+        opts.quick, os.path.dirname(os.path.abspath(__file__)))
+    all_rows = benchmarks(opts.quick) + prog_rows
     row_spec = opts.rows if opts.rows is not None else os.environ.get("BENCH_ROWS", "")
     rows, unmatched = select_rows(all_rows, row_spec)
     if unmatched or not rows:
@@ -531,36 +787,51 @@ def main():
                    or "no calls", ops))
         log("run_bench: strace pass: %d runs in %.1f s" % (len(todo), time.monotonic() - strace_started))
 
+    stats = {key: cell_stats(cell) for key, cell in results.items()}
+    failed = any(v is None for v in stats.values())
+    rank = {row: standing(stats, row, allocators) for row, _, _ in rows}
+
     lines = [header, ""]
     for name, path in allocators:
         lines.append("- %s: %s" % (name, path or "glibc (no LD_PRELOAD)"))
     for name, why in skipped:
         lines.append("- %s: skipped, %s" % (name, why))
+    ran_binaries = {b for _, b, _ in rows}
+    if "bench_exec" in ran_binaries:
+        lines += ["- %s" % n for n in prog_notes]
+    for name, why in prog_skipped:
+        if not row_spec.strip() or any(w.strip() and w.strip() in name for w in row_spec.split(",")):
+            lines.append("- row %s: skipped, %s" % (name, why))
     if strace_prefix:
         lines.append("- syscalls/1k ops: %s calls per 1,000 ops, whole process, one run under "
                      "`strace -f -c`" % " ".join(SYSCALLS))
     else:
         lines.append("- syscalls/1k ops: not counted, %s" % strace_why)
+    lines.append("- spread: the slowest and the fastest of the %d repetitions, relative to "
+                 "the median" % reps)
+    lines.append("- standing (hakmem's lines): against the best peer, the fastest of %s in "
+                 "the row: a tie when the two spreads overlap" % ", ".join(
+                     n for n, _ in allocators if n in PEERS))
     lines += ["",
-              "| benchmark | allocator | median ops/s | ratio to mimalloc | peak RSS (KiB) "
-              "| syscalls/1k ops |",
-              "|---|---|--:|--:|--:|--:|"]
-    failed = False
+              "| benchmark | allocator | median ops/s | spread | ratio to mimalloc | standing "
+              "| peak RSS (KiB) | syscalls/1k ops |",
+              "|---|---|--:|--:|--:|---|--:|--:|"]
     for row, _, _ in rows:
-        ref = results.get((row, "mimalloc"))
-        ref_ops = statistics.median(ref["ops"]) if ref and not ref["error"] and ref["ops"] else None
+        ref = stats.get((row, "mimalloc"))
         for name, _ in allocators:
-            cell = results[(row, name)]
-            if cell["error"] or not cell["ops"]:
-                failed = True
+            cell, st = results[(row, name)], stats[(row, name)]
+            if st is None:
                 msg = md_escape(cell["error"] or "no result")
-                lines.append("| %s | %s | FAILED | n/a | FAILED: %s | n/a |" % (row, name, msg))
+                lines.append("| %s | %s | FAILED | n/a | n/a | | FAILED: %s | n/a |"
+                             % (row, name, msg))
                 continue
-            med = statistics.median(cell["ops"])
-            rss = statistics.median(cell["rss"])
-            ratio = "%.2f" % (med / ref_ops) if ref_ops else "n/a"
-            lines.append("| %s | %s | %d | %s | %d | %s |" % (row, name, round(med), ratio, round(rss),
-                                                          fmt_rate(cell["syscalls"])))
+            ratio = "%.2f" % (st["med"] / ref["med"]) if ref else "n/a"
+            stand = ""
+            if name not in PEERS and rank[row] is not None:
+                stand = rank_text(rank[row], name)
+            lines.append("| %s | %s | %d | %s | %s | %s | %d | %s |"
+                         % (row, name, round(st["med"]), fmt_spread(st), ratio, stand,
+                            round(st["rss"]), fmt_rate(cell["syscalls"])))
     # RSS over time (bench_rss): the median of each phase.
     phase_rows = [(row, name) for row, _, _ in rows for name, _ in allocators
                   if results[(row, name)]["phases"] and not results[(row, name)]["error"]]
@@ -576,29 +847,24 @@ def main():
             ph = results[(row, name)]["phases"]
             lines.append("| %s | %s | %s |" % (row, name, " | ".join(
                 str(round(statistics.median(p[k] for p in ph))) for k in keys)))
+    lines += summary_lines(stats, rank, rows, allocators)
     report = "\n".join(lines) + "\n"
-
-    # Spread of the repetitions, for judging the noise (stderr only).
-    log("spread (min..max ops/s over the repetitions):")
-    for row, _, _ in rows:
-        for name, _ in allocators:
-            cell = results[(row, name)]
-            if cell["ops"] and not cell["error"]:
-                lo, hi = min(cell["ops"]), max(cell["ops"])
-                log("  %-*s %-9s %12d .. %-12d (%.0f%%)"
-                    % (width, row, name, lo, hi, 100.0 * (hi - lo) / max(hi, 1)))
 
     sys.stdout.write(report)
     sys.stdout.flush()
     if opts.out:
+        if os.path.dirname(opts.out):
+            os.makedirs(os.path.dirname(opts.out), exist_ok=True)
         with open(opts.out, "w") as f:
             f.write(report)
+    if opts.chart:
+        if not write_chart(opts.chart, header, rows, allocators, stats, rank):
+            failed = True
     traced = sum(1 for c in results.values() if c["syscalls"] is not None)
     log("run_bench: %d runs%s in %.1f s%s"
         % (total, (" + %d under strace" % traced) if strace_prefix else "",
            time.monotonic() - started, "; SOME RUNS FAILED" if failed else ""))
     return 1 if failed else 0
-
 
 if __name__ == "__main__":
     sys.exit(main())
