@@ -10,6 +10,12 @@
 # exits non-zero if any check failed.
 #
 # Needs: python3 perl sqlite3 git gcc (Debian packages, see tests/DEPENDENCIES).
+#
+# Environment:
+#   HAKMEM_PRELOAD_TIMEOUT  seconds before a workload run is killed (default 300)
+#   HAKMEM_PRELOAD_ONLY     "BIN:NAME ..." instead of the five single-threaded
+#                           workloads (python3:python perl:perl sqlite3:sqlite
+#                           git:git gcc:gcc)
 
 set -u
 
@@ -23,7 +29,16 @@ DIR=$(cd "$1" 2>/dev/null && pwd) || DIR=$1
 LIB=$DIR/$LIBNAME
 HERE=$(cd "$(dirname "$0")" && pwd)
 TIMEOUT=${HAKMEM_PRELOAD_TIMEOUT:-300}
+ONLY=${HAKMEM_PRELOAD_ONLY:-}
 TAG=${LIBNAME%.so}
+
+# The knobs of this script and of run_tests.sh (HAKMEM_PRELOAD_*,
+# HAKMEM_TEST_*) are not hakmem options: hakmem warns on stderr about every
+# HAKMEM_ variable it does not know, which would make each preloaded run's
+# stderr differ from the plain run's.  The programs do not get them.
+for v in $(env | sed -n 's/^\(HAKMEM_\(PRELOAD\|TEST\)_[A-Za-z0-9_]*\)=.*/\1/p'); do
+    unset "$v"
+done
 
 pass=0
 fail=0
@@ -345,7 +360,7 @@ PY
 }
 
 check_active
-for prog in ${HAKMEM_PRELOAD_ONLY:-python3:python perl:perl sqlite3:sqlite git:git gcc:gcc}; do
+for prog in ${ONLY:-python3:python perl:perl sqlite3:sqlite git:git gcc:gcc}; do
     bin=${prog%%:*}
     name=${prog#*:}
     if have "$bin"; then
