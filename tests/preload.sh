@@ -65,9 +65,34 @@ if [ ! -f "$LIB" ]; then
 fi
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/hakmem-preload.XXXXXX") || exit 1
-trap 'rm -rf "$TMP"' EXIT INT TERM
+cleanup() {
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM HUP
 
 have() { command -v "$1" >/dev/null 2>&1; }
+
+# watchdog PID SECONDS: kill -9 PID after SECONDS, from the background (its
+# pid in $dog); stop_watchdog ends it, its sleep included.  The sleep must not
+# outlive the script (it did when only the subshell was killed: `sleep 300`
+# processes stayed for five minutes, holding the script's stdout open, so
+# that `sh tests/preload.sh ... | cat` waited for them).
+watchdog() {
+    (
+        s=
+        trap '[ -n "$s" ] && kill $s 2>/dev/null; exit 0' TERM
+        sleep "$2" &
+        s=$!
+        wait $s && kill -9 "$1" 2>/dev/null
+    ) < /dev/null > /dev/null 2>&1 &
+    dog=$!
+}
+
+stop_watchdog() {
+    kill "$dog" 2>/dev/null
+    wait "$dog" 2>/dev/null
+}
 
 # Show the first differing lines of two files (indented).
 show_diff() {
@@ -262,12 +287,10 @@ compare() {
         ) > "$d/out" 2> "$d/err" &
         pid=$!
         # watchdog: a hang must become a failure, not block CI
-        ( sleep "$TIMEOUT"; kill -9 $pid 2>/dev/null ) &
-        dog=$!
+        watchdog $pid "$TIMEOUT"
         wait $pid
         echo $? > "$d/rc"
-        kill $dog 2>/dev/null
-        wait $dog 2>/dev/null
+        stop_watchdog
     done
     p=$TMP/$name-plain
     q=$TMP/$name-preload
