@@ -6,16 +6,21 @@
 # and the exit status must be identical byte for byte.  Programs started by
 # the workload (git's helpers, cc1, as, ld, awk, ...) inherit the preload.
 #
-# Prints one line per check and last "preload: N passed, N failed";
-# exits non-zero if any check failed.
+# Multi-threaded programs (xz -T2, zstd -T2, sort --parallel=2) are compared
+# the same way on generated files.
 #
-# Needs: python3 perl sqlite3 git gcc (Debian packages, see tests/DEPENDENCIES).
+# Prints one line per check and last "preload: N passed, N failed, N skipped";
+# exits non-zero if any check failed.  A check whose program is not installed
+# is skipped (with the reason) for xz and zstd, failed for the others.
+#
+# Needs: python3 perl sqlite3 git gcc xz-utils zstd
+# (Debian packages, see tests/DEPENDENCIES).
 #
 # Environment:
 #   HAKMEM_PRELOAD_TIMEOUT  seconds before a workload run is killed (default 300)
 #   HAKMEM_PRELOAD_ONLY     "BIN:NAME ..." instead of the five single-threaded
 #                           workloads (python3:python perl:perl sqlite3:sqlite
-#                           git:git gcc:gcc)
+#                           git:git gcc:gcc); the other checks always run
 
 set -u
 
@@ -42,6 +47,7 @@ done
 
 pass=0
 fail=0
+skipped=0
 
 ok() {
     pass=$((pass + 1))
@@ -53,8 +59,13 @@ bad() {
     echo "FAIL preload[$TAG] $1: $2"
 }
 
+skip() {
+    skipped=$((skipped + 1))
+    echo "skip preload[$TAG] $1: $2"
+}
+
 finish() {
-    echo "preload: $pass passed, $fail failed"
+    echo "preload: $pass passed, $fail failed, $skipped skipped"
     [ "$fail" -eq 0 ]
     exit $?
 }
@@ -268,12 +279,73 @@ EOF
     ./prog
 }
 
+# Multi-threaded programs.  Their inputs are generated once per run of this
+# script, without the preload, into $INPUT (make_inputs).  Each round trip must
+# give back the input, and the compressed or sorted bytes must be the same
+# with and without hakmem (both runs use the same thread count, so the
+# programs' output is deterministic).
+
+INPUT=$TMP/input
+
+wl_xz() {
+    # 512 KiB blocks: 24 of them, compressed and decompressed two at a time
+    # (the decoder's two threads allocate nothing themselves; the encoder's do)
+    xz -T2 -1 --block-size=512KiB -c "$INPUT/mixed12.bin" > mixed.xz || return 1
+    xz --robot --list mixed.xz | grep '^totals' || return 1
+    sha256sum < mixed.xz
+    xz -T2 -d -c mixed.xz > back || return 1
+    cmp back "$INPUT/mixed12.bin" || return 1
+    rm -f back
+    echo "round trip ok"
+}
+
+wl_zstd() {
+    # 1 MiB jobs, so that both worker threads get work
+    zstd -q -T2 -5 -B1MiB -c "$INPUT/mixed.bin" > mixed.zst || return 1
+    sha256sum < mixed.zst
+    zstd -q -T2 -d -c mixed.zst > back || return 1
+    cmp back "$INPUT/mixed.bin" || return 1
+    rm -f back
+    echo "round trip ok"
+}
+
+wl_sort() {
+    export LC_ALL=C
+    sort --parallel=2 -S 64M "$INPUT/lines.txt" > s1 || return 1
+    sort -c s1 || return 1
+    # stable numeric sort on the third field (ties keep the input order)
+    sort --parallel=2 -S 64M -s -t ' ' -k3,3n "$INPUT/lines.txt" > s2 || return 1
+    # a 1 MiB buffer: sorted runs go to temporary files, then are merged
+    sort --parallel=2 -S 1M -T . -u "$INPUT/lines.txt" > s3 || return 1
+    wc -l s1 s2 s3
+    sha256sum s1 s2 s3
+}
+
+# make_inputs: 24 MiB of mixed data (text, random bytes, zeros, patterns) for
+# zstd, its first 12 MiB for xz (whose compression is ten times slower), and
+# 16 MiB of text lines for sort.  Returns non-zero if they cannot be made.
+make_inputs() {
+    [ -f "$INPUT/done" ] && return 0
+    [ -d "$INPUT" ] && return 1       # an earlier attempt failed
+    mkdir -p "$INPUT" || return 1
+    have python3 || return 1
+    python3 "$HERE/scripts/mt_input.py" 1 mixed 24 > "$INPUT/mixed.bin" || return 1
+    head -c 12582912 "$INPUT/mixed.bin" > "$INPUT/mixed12.bin" || return 1
+    python3 "$HERE/scripts/mt_input.py" 2 lines 16 > "$INPUT/lines.txt" || return 1
+    touch "$INPUT/done"
+}
+
 # ------------------------------------------------------------------ driver
 
-# compare NAME FUNC: run FUNC twice (plain / preloaded) in fresh directories.
+# compare NAME FUNC [MINHEAPS]: run FUNC twice (plain / preloaded) in fresh
+# directories.  With MINHEAPS, the preloaded run also prints hakmem's
+# statistics at exit (HAKMEM_STATS=2, lines taken out of its stderr before the
+# comparison) and one of its processes must have had at least MINHEAPS thread
+# heaps: that many threads allocated from hakmem.
 compare() {
     name=$1
     func=$2
+    minheaps=${3:-}
     for mode in plain preload; do
         d=$TMP/$name-$mode
         mkdir -p "$d/work"
@@ -282,6 +354,10 @@ compare() {
             if [ $mode = preload ]; then
                 LD_PRELOAD=$LIB
                 export LD_PRELOAD
+                if [ -n "$minheaps" ]; then
+                    HAKMEM_STATS=2
+                    export HAKMEM_STATS
+                fi
             fi
             $func
         ) > "$d/out" 2> "$d/err" &
@@ -294,6 +370,13 @@ compare() {
     done
     p=$TMP/$name-plain
     q=$TMP/$name-preload
+    heaps=
+    if [ -n "$minheaps" ]; then
+        grep '^{"build":' "$q/err" > "$q/stats"
+        grep -v '^{"build":' "$q/err" > "$q/err.program"
+        mv "$q/err.program" "$q/err"
+        heaps=$(sed -n 's/.*"heaps":\([0-9]*\).*/\1/p' "$q/stats" | sort -n | tail -n 1)
+    fi
     if [ "$(cat "$p/rc")" != 0 ]; then
         bad "$name" "reference run without preload failed (exit $(cat "$p/rc")): $(head -c 300 "$p/err")"
         return
@@ -312,7 +395,22 @@ compare() {
         show_diff "$p/err" "$q/err"
         return
     fi
-    ok "$name ($(wc -c < "$p/out" | tr -d ' ') bytes of output identical)"
+    if [ -n "$minheaps" ] && [ "${heaps:-0}" -lt "$minheaps" ]; then
+        bad "$name" "output identical, but at most ${heaps:-no} heaps in hakmem's statistics (want $minheaps): its threads did not allocate from hakmem"
+        return
+    fi
+    ok "$name ($(wc -c < "$p/out" | tr -d ' ') bytes of output identical${heaps:+; up to $heaps thread heaps})"
+}
+
+# compare_mt NAME FUNC MINHEAPS PROGRAM: compare, skipped if PROGRAM is missing.
+compare_mt() {
+    if ! have "$4"; then
+        skip "$1" "$4 not installed"
+    elif ! make_inputs; then
+        bad "$1" "could not generate the input files (python3 $HERE/scripts/mt_input.py)"
+    else
+        compare "$1" "$2" "$3"
+    fi
 }
 
 # The preload is really active: libhakmem is mapped, malloc resolves to it,
@@ -392,4 +490,11 @@ for prog in ${ONLY:-python3:python perl:perl sqlite3:sqlite git:git gcc:gcc}; do
         bad "$name" "$bin not installed"
     fi
 done
+# xz's and zstd's worker threads allocate their own state (3 or 4 heaps: the
+# main thread, the workers, zstd's I/O thread).  sort's threads mostly work in
+# the buffer its main thread allocated (2 heaps on the 64 MiB-buffer sort of
+# this input, 1 on the others), so only one heap is required of it.
+compare_mt xz wl_xz 2 xz
+compare_mt zstd wl_zstd 2 zstd
+compare_mt sort wl_sort 1 sort
 finish
