@@ -85,23 +85,25 @@ trap 'exit 1' INT TERM HUP
 have() { command -v "$1" >/dev/null 2>&1; }
 
 # watchdog PID SECONDS: kill -9 PID after SECONDS, from the background (its
-# pid in $dog); stop_watchdog ends it, its sleep included.  The sleep must not
-# outlive the script (it did when only the subshell was killed: `sleep 300`
-# processes stayed for five minutes, holding the script's stdout open, so
-# that `sh tests/preload.sh ... | cat` waited for them).
+# pid in $dog); stop_watchdog ends it.  It sleeps one second at a time and is
+# ended with SIGKILL: nothing of it outlives the script by more than a second,
+# and no signal of ours can be lost (a TERM sent while the subshell was being
+# set up, still under the script's own trap, was, and stop_watchdog then
+# waited out the whole sleep).
 watchdog() {
     (
-        s=
-        trap '[ -n "$s" ] && kill $s 2>/dev/null; exit 0' TERM
-        sleep "$2" &
-        s=$!
-        wait $s && kill -9 "$1" 2>/dev/null
+        n=0
+        while [ $n -lt "$2" ]; do
+            sleep 1
+            n=$((n + 1))
+        done
+        kill -9 "$1" 2>/dev/null
     ) < /dev/null > /dev/null 2>&1 &
     dog=$!
 }
 
 stop_watchdog() {
-    kill "$dog" 2>/dev/null
+    kill -9 "$dog" 2>/dev/null
     wait "$dog" 2>/dev/null
 }
 
