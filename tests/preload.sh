@@ -7,13 +7,14 @@
 # the workload (git's helpers, cc1, as, ld, awk, ...) inherit the preload.
 #
 # Multi-threaded programs (xz -T2, zstd -T2, sort --parallel=2) are compared
-# the same way on generated files.
+# the same way on generated files; a Redis server is started under the preload
+# and fed a benchmark and a deterministic dataset (see check_redis).
 #
 # Prints one line per check and last "preload: N passed, N failed, N skipped";
 # exits non-zero if any check failed.  A check whose program is not installed
-# is skipped (with the reason) for xz and zstd, failed for the others.
+# is skipped (with the reason) for xz, zstd and redis, failed for the others.
 #
-# Needs: python3 perl sqlite3 git gcc xz-utils zstd
+# Needs: python3 perl sqlite3 git gcc xz-utils zstd redis-server redis-tools
 # (Debian packages, see tests/DEPENDENCIES).
 #
 # Environment:
@@ -76,7 +77,13 @@ if [ ! -f "$LIB" ]; then
 fi
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/hakmem-preload.XXXXXX") || exit 1
+# A server started by a check (REDIS_PID) dies with the script, however it ends.
+REDIS_PID=
 cleanup() {
+    if [ -n "$REDIS_PID" ]; then
+        kill -9 "$REDIS_PID" 2>/dev/null
+        wait "$REDIS_PID" 2>/dev/null
+    fi
     rm -rf "$TMP"
 }
 trap cleanup EXIT
@@ -337,6 +344,224 @@ make_inputs() {
     touch "$INPUT/done"
 }
 
+# -------------------------------------------------------------------- redis
+# check_redis: a Redis server (Debian 12's redis-server 7.0) runs once without
+# and once with the preload, on 127.0.0.1 at a free port, with no persistence
+# (--save '' --appendonly no), its directory in $TMP.  Its clients
+# (redis-benchmark, redis-cli) run without the preload: the server is under
+# test.  Against each server:
+#   1. redis-benchmark on db 1 (random keys: SET GET LPUSH LPOP SADD HSET ZADD
+#      MSET with 100-byte values, then SET GET LPUSH LPOP with 16 KiB values)
+#      while redis-cli --pipe writes a deterministic dataset into db 0
+#      (tests/scripts/redis_dataset.py: strings of 1 byte to 4 MiB, lists,
+#      hashes, sets, sorted sets in each of their encodings, then overwrites,
+#      deletes, renames, copies);
+#   2. FLUSHDB of db 1, whose contents are random;
+#   3. reads of the dataset, DEBUG DIGEST-VALUE of every key, DEBUG DIGEST;
+#   4. DEBUG RELOAD (saves an RDB file in its directory, empties the dataset,
+#      loads it back), then DBSIZE and DEBUG DIGEST again;
+#   5. SHUTDOWN NOSAVE.
+# Checks: the replies of 1-4 are the same as without the preload; the
+# benchmark completes every test; the server exits with status 0 and without
+# a crash report; hakmem served the server (below).  Redis's lazy-free thread
+# frees what DEL of big keys and FLUSHDB drop (lazyfree-lazy-user-del and
+# -flush are on), so blocks the main thread allocated are freed by another.
+# DEBUG is refused by default since Redis 7 (enable-debug-command no): the
+# servers run with --enable-debug-command local.
+#
+# Debian's redis-server is linked with libjemalloc.so.2 and calls malloc,
+# calloc, realloc, free and malloc_usable_size by their plain names, so under
+# LD_PRELOAD those bind to hakmem and jemalloc serves none of Redis's data.
+# Its statistics calls (mallctl, malloc_stats_print, and nallocx, which
+# sdsResize only compares with malloc_usable_size to skip a realloc), which
+# hakmem does not export, still go to jemalloc.  So INFO memory still says
+# mem_allocator:jemalloc-5.3.0 (a string fixed at build time) and its
+# allocator_* fields describe jemalloc's own almost empty heap (allocated
+# 28 KiB) while used_memory (Redis's own count, from malloc_usable_size, hence
+# hakmem's sizes) holds the dataset (about 95 MiB).  The check "served by
+# hakmem" asserts exactly that: with the preload allocator_allocated is under
+# a tenth of used_memory (without it they are about equal, which is checked
+# too), and HAKMEM_STATS=2 at the server's exit counts at least one heap.
+
+RTIMEOUT=60
+RDATA=$TMP/redis-data
+# the benchmark: 8 tests of BENCH1 requests, then 4 tests of BENCH2 (16 KiB)
+BENCH1=20000
+BENCH2=2000
+
+# rcli ARGS...: redis-cli to the current server ($port), bounded in time
+rcli() { timeout -k 5 "$RTIMEOUT" redis-cli -h 127.0.0.1 -p "$port" "$@"; }
+
+# redis_run MODE: one server's life; files in $TMP/redis-MODE: out (the
+# replies compared), bench (its output) and bench.ok (if it completed), info
+# (INFO memory), log (the server's stdout), err (its stderr), rc (its exit
+# status), problems (what went wrong, empty if nothing did).
+redis_run() {
+    mode=$1
+    d=$TMP/redis-$mode
+    mkdir -p "$d/data" || return 1
+    : > "$d/out"
+    : > "$d/problems"
+    date +%s.%N > "$d/t0"
+    ready=
+    tries=0
+    while [ -z "$ready" ] && [ $tries -lt 5 ]; do
+        tries=$((tries + 1))
+        # a port free a moment ago; if someone takes it first, the server
+        # fails to bind (or another server answers with another process id)
+        port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])') || return 1
+        (
+            if [ $mode = preload ]; then
+                LD_PRELOAD=$LIB HAKMEM_STATS=2
+                export LD_PRELOAD HAKMEM_STATS
+            fi
+            exec redis-server --bind 127.0.0.1 --port "$port" --dir "$d/data" \
+                --daemonize no --save '' --appendonly no \
+                --enable-debug-command local \
+                --lazyfree-lazy-user-del yes --lazyfree-lazy-user-flush yes
+        ) > "$d/log" 2> "$d/err" &
+        REDIS_PID=$!
+        n=0
+        while [ $n -lt 100 ] && kill -0 "$REDIS_PID" 2>/dev/null; do
+            id=$(timeout 5 redis-cli -h 127.0.0.1 -p "$port" INFO server 2>/dev/null |
+                 sed -n 's/^process_id:\([0-9]*\).*/\1/p')
+            if [ "$id" = "$REDIS_PID" ]; then
+                ready=1
+                break
+            fi
+            sleep 0.1
+            n=$((n + 1))
+        done
+        if [ -z "$ready" ]; then
+            kill -9 "$REDIS_PID" 2>/dev/null
+            wait "$REDIS_PID" 2>/dev/null
+            REDIS_PID=
+            grep -q 'Address already in use' "$d/log" || break
+        fi
+    done
+    if [ -z "$ready" ]; then
+        echo "the server did not start: $(tail -n 3 "$d/log" | tr '\n' ' ') $(head -c 300 "$d/err")" > "$d/problems"
+        return 1
+    fi
+
+    # 1. the benchmark on db 1 alongside the dataset on db 0
+    (
+        b="timeout -k 5 $RTIMEOUT redis-benchmark -h 127.0.0.1 -p $port --dbnum 1 -q"
+        $b -n $BENCH1 -r 10000 -c 16 -P 8 -d 100 -t set,get,lpush,lpop,sadd,hset,zadd,mset &&
+            $b -n $BENCH2 -r 500 -c 8 -P 4 -d 16384 -t set,get,lpush,lpop
+    ) > "$d/bench" 2>&1 &
+    bpid=$!
+    rcli --pipe < "$RDATA/load.resp" >> "$d/out" 2> "$d/pipe.err" ||
+        echo "redis-cli --pipe failed: $(head -c 300 "$d/pipe.err")" >> "$d/problems"
+    cat "$d/pipe.err" >> "$d/out"
+    # one "requests per second" line per test (progress lines end in \r)
+    wait $bpid
+    brc=$?
+    if [ $brc -ne 0 ]; then
+        echo "redis-benchmark failed (exit $brc)" >> "$d/problems"
+    elif [ "$(tr '\r' '\n' < "$d/bench" | grep -c 'requests per second')" -ne 12 ]; then
+        echo "redis-benchmark completed $(tr '\r' '\n' < "$d/bench" | grep -c 'requests per second') of 12 tests" >> "$d/problems"
+    else
+        touch "$d/bench.ok"
+    fi
+    # 2. the benchmark's random keys go
+    { rcli -n 1 FLUSHDB && rcli -n 1 DBSIZE; } >> "$d/out" 2>&1 ||
+        echo "FLUSHDB failed" >> "$d/problems"
+    # 3. reads and digests
+    rcli < "$RDATA/reads.txt" >> "$d/out" 2>&1 || echo "the reads failed" >> "$d/problems"
+    rcli INFO memory > "$d/info" 2>&1 || echo "INFO memory failed" >> "$d/problems"
+    # 4. save, empty, load
+    { rcli DEBUG RELOAD && rcli DBSIZE && rcli DEBUG DIGEST; } >> "$d/out" 2>&1 ||
+        echo "DEBUG RELOAD failed" >> "$d/problems"
+    # 5. the end
+    rcli SHUTDOWN NOSAVE >> "$d/shutdown" 2>&1
+    watchdog "$REDIS_PID" 30
+    wait "$REDIS_PID"
+    echo $? > "$d/rc"
+    REDIS_PID=
+    stop_watchdog
+    date +%s.%N > "$d/t1"
+    return 0
+}
+
+# seconds DIR: how long redis_run took
+seconds() { cat "$1/t0" "$1/t1" 2>/dev/null | awk 'NR == 1 { a = $1 } NR == 2 { printf "%.1f", $1 - a }'; }
+
+# info_field FILE NAME: a number from INFO output
+info_field() { sed -n "s/^$2:\\([0-9]*\\).*/\\1/p" "$1" 2>/dev/null | head -n 1; }
+
+check_redis() {
+    for bin in redis-server redis-cli redis-benchmark; do
+        if ! have $bin; then
+            skip redis "$bin not installed (Debian packages redis-server, redis-tools)"
+            return
+        fi
+    done
+    if ! have python3 || ! mkdir -p "$RDATA" ||
+       ! python3 "$HERE/scripts/redis_dataset.py" 1 "$RDATA"; then
+        bad redis "could not generate the dataset (python3 $HERE/scripts/redis_dataset.py)"
+        return
+    fi
+    redis_run plain
+    redis_run preload
+    p=$TMP/redis-plain
+    q=$TMP/redis-preload
+    if [ -s "$p/problems" ] || [ "$(cat "$p/rc" 2>/dev/null)" != 0 ]; then
+        bad redis "reference run without preload failed (exit $(cat "$p/rc" 2>/dev/null)): $(head -c 300 "$p/problems")"
+        return
+    fi
+
+    # the replies
+    if [ -s "$q/problems" ]; then
+        bad "redis replies" "$(head -c 600 "$q/problems")"
+    elif ! cmp -s "$p/out" "$q/out"; then
+        bad "redis replies" "differ with preload"
+        show_diff "$p/out" "$q/out"
+    else
+        ok "redis replies, DBSIZE and DEBUG DIGEST identical ($(wc -l < "$q/out" | tr -d ' ') lines, digest $(tail -n 1 "$q/out" | cut -c 1-12); $(seconds "$p") s without preload, $(seconds "$q") s with)"
+    fi
+
+    # the benchmark
+    if [ ! -f "$q/bench.ok" ]; then
+        bad "redis-benchmark" "$(head -n 2 "$q/problems" | tr '\n' ' ') $(tr '\r' '\n' < "$q/bench" 2>/dev/null | grep -v '^ *$' | tail -n 2)"
+    else
+        ok "redis-benchmark (12 tests, $((8 * BENCH1 + 4 * BENCH2)) requests)"
+    fi
+
+    # the exit
+    rc=$(cat "$q/rc" 2>/dev/null)
+    if [ "$rc" != 0 ]; then
+        bad "redis exit" "exit status ${rc:-none} after SHUTDOWN NOSAVE: $(tail -n 5 "$q/log" | tr '\n' ' ') $(grep -v '^{"build":' "$q/err" | head -c 300)"
+    elif grep -v '^{"build":' "$q/err" | grep -q .; then
+        bad "redis exit" "status 0, but its stderr holds more than hakmem's statistics: $(grep -v '^{"build":' "$q/err" | head -c 300)"
+    elif grep -q -i -E 'crashed|bug report|assertion' "$q/log"; then
+        bad "redis exit" "crash report in its log: $(grep -i -E -m 3 'crashed|bug report|assertion' "$q/log" | tr '\n' ' ')"
+    elif ! grep -q 'ready to exit, bye bye' "$q/log"; then
+        bad "redis exit" "exit status 0 but no 'ready to exit' in its log: $(tail -n 3 "$q/log" | tr '\n' ' ')"
+    else
+        ok "redis exit (SHUTDOWN NOSAVE, status 0)"
+    fi
+
+    # who served the allocations
+    pu=$(info_field "$p/info" used_memory)
+    pa=$(info_field "$p/info" allocator_allocated)
+    qu=$(info_field "$q/info" used_memory)
+    qa=$(info_field "$q/info" allocator_allocated)
+    alloc=$(sed -n 's/^mem_allocator:\([^[:space:]]*\).*/\1/p' "$q/info")
+    heaps=$(sed -n 's/.*"heaps":\([0-9]*\).*/\1/p' "$q/err" | tail -n 1)
+    if [ -z "$pu" ] || [ -z "$pa" ] || [ -z "$qu" ] || [ -z "$qa" ]; then
+        bad "redis served by hakmem" "no used_memory / allocator_allocated in INFO memory"
+    elif [ $((pa * 2)) -lt "$pu" ]; then
+        bad "redis served by hakmem" "without preload jemalloc reports $pa bytes for used_memory $pu: the check cannot tell"
+    elif [ $((qa * 10)) -ge "$qu" ]; then
+        bad "redis served by hakmem" "jemalloc still holds $qa bytes of used_memory $qu with preload"
+    elif [ "${heaps:-0}" -lt 1 ]; then
+        bad "redis served by hakmem" "no heap in hakmem's statistics at the server's exit: $(head -c 200 "$q/err")"
+    else
+        ok "redis served by hakmem (used_memory $qu, jemalloc's allocator_allocated $qa, $pa without preload; mem_allocator still says $alloc; $heaps heap)"
+    fi
+}
+
 # ------------------------------------------------------------------ driver
 
 # compare NAME FUNC [MINHEAPS]: run FUNC twice (plain / preloaded) in fresh
@@ -499,4 +724,5 @@ done
 compare_mt xz wl_xz 2 xz
 compare_mt zstd wl_zstd 2 zstd
 compare_mt sort wl_sort 1 sort
+check_redis
 finish
