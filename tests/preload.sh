@@ -6,10 +6,22 @@
 # and the exit status must be identical byte for byte.  Programs started by
 # the workload (git's helpers, cc1, as, ld, awk, ...) inherit the preload.
 #
-# Prints one line per check and last "preload: N passed, N failed";
-# exits non-zero if any check failed.
+# Multi-threaded programs (xz -T2, zstd -T2, sort --parallel=2) are compared
+# the same way on generated files; a Redis server is started under the preload
+# and fed a benchmark and a deterministic dataset (see check_redis).
 #
-# Needs: python3 perl sqlite3 git gcc (Debian packages, see tests/DEPENDENCIES).
+# Prints one line per check and last "preload: N passed, N failed, N skipped";
+# exits non-zero if any check failed.  A check whose program is not installed
+# is skipped (with the reason) for xz, zstd and redis, failed for the others.
+#
+# Needs: python3 perl sqlite3 git gcc xz-utils zstd redis-server redis-tools
+# (Debian packages, see tests/DEPENDENCIES).
+#
+# Environment:
+#   HAKMEM_PRELOAD_TIMEOUT  seconds before a workload run is killed (default 300)
+#   HAKMEM_PRELOAD_ONLY     "BIN:NAME ..." instead of the five single-threaded
+#                           workloads (python3:python perl:perl sqlite3:sqlite
+#                           git:git gcc:gcc); the other checks always run
 
 set -u
 
@@ -23,10 +35,20 @@ DIR=$(cd "$1" 2>/dev/null && pwd) || DIR=$1
 LIB=$DIR/$LIBNAME
 HERE=$(cd "$(dirname "$0")" && pwd)
 TIMEOUT=${HAKMEM_PRELOAD_TIMEOUT:-300}
+ONLY=${HAKMEM_PRELOAD_ONLY:-}
 TAG=${LIBNAME%.so}
+
+# The knobs of this script and of run_tests.sh (HAKMEM_PRELOAD_*,
+# HAKMEM_TEST_*) are not hakmem options: hakmem warns on stderr about every
+# HAKMEM_ variable it does not know, which would make each preloaded run's
+# stderr differ from the plain run's.  The programs do not get them.
+for v in $(env | sed -n 's/^\(HAKMEM_\(PRELOAD\|TEST\)_[A-Za-z0-9_]*\)=.*/\1/p'); do
+    unset "$v"
+done
 
 pass=0
 fail=0
+skipped=0
 
 ok() {
     pass=$((pass + 1))
@@ -38,8 +60,13 @@ bad() {
     echo "FAIL preload[$TAG] $1: $2"
 }
 
+skip() {
+    skipped=$((skipped + 1))
+    echo "skip preload[$TAG] $1: $2"
+}
+
 finish() {
-    echo "preload: $pass passed, $fail failed"
+    echo "preload: $pass passed, $fail failed, $skipped skipped"
     [ "$fail" -eq 0 ]
     exit $?
 }
@@ -50,9 +77,42 @@ if [ ! -f "$LIB" ]; then
 fi
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/hakmem-preload.XXXXXX") || exit 1
-trap 'rm -rf "$TMP"' EXIT INT TERM
+# A server started by a check (REDIS_PID) dies with the script, however it ends.
+REDIS_PID=
+cleanup() {
+    if [ -n "$REDIS_PID" ]; then
+        kill -9 "$REDIS_PID" 2>/dev/null
+        wait "$REDIS_PID" 2>/dev/null
+    fi
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM HUP
 
 have() { command -v "$1" >/dev/null 2>&1; }
+
+# watchdog PID SECONDS: kill -9 PID after SECONDS, from the background (its
+# pid in $dog); stop_watchdog ends it.  It sleeps one second at a time and is
+# ended with SIGKILL: nothing of it outlives the script by more than a second,
+# and no signal of ours can be lost (a TERM sent while the subshell was being
+# set up, still under the script's own trap, was, and stop_watchdog then
+# waited out the whole sleep).
+watchdog() {
+    (
+        n=0
+        while [ $n -lt "$2" ]; do
+            sleep 1
+            n=$((n + 1))
+        done
+        kill -9 "$1" 2>/dev/null
+    ) < /dev/null > /dev/null 2>&1 &
+    dog=$!
+}
+
+stop_watchdog() {
+    kill -9 "$dog" 2>/dev/null
+    wait "$dog" 2>/dev/null
+}
 
 # Show the first differing lines of two files (indented).
 show_diff() {
@@ -228,12 +288,291 @@ EOF
     ./prog
 }
 
+# Multi-threaded programs.  Their inputs are generated once per run of this
+# script, without the preload, into $INPUT (make_inputs).  Each round trip must
+# give back the input, and the compressed or sorted bytes must be the same
+# with and without hakmem (both runs use the same thread count, so the
+# programs' output is deterministic).
+
+INPUT=$TMP/input
+
+wl_xz() {
+    # 512 KiB blocks: 24 of them, compressed and decompressed two at a time
+    # (the decoder's two threads allocate nothing themselves; the encoder's do)
+    xz -T2 -1 --block-size=512KiB -c "$INPUT/mixed12.bin" > mixed.xz || return 1
+    xz --robot --list mixed.xz | grep '^totals' || return 1
+    sha256sum < mixed.xz
+    xz -T2 -d -c mixed.xz > back || return 1
+    cmp back "$INPUT/mixed12.bin" || return 1
+    rm -f back
+    echo "round trip ok"
+}
+
+wl_zstd() {
+    # 1 MiB jobs, so that both worker threads get work
+    zstd -q -T2 -5 -B1MiB -c "$INPUT/mixed.bin" > mixed.zst || return 1
+    sha256sum < mixed.zst
+    zstd -q -T2 -d -c mixed.zst > back || return 1
+    cmp back "$INPUT/mixed.bin" || return 1
+    rm -f back
+    echo "round trip ok"
+}
+
+wl_sort() {
+    export LC_ALL=C
+    sort --parallel=2 -S 64M "$INPUT/lines.txt" > s1 || return 1
+    sort -c s1 || return 1
+    # stable numeric sort on the third field (ties keep the input order)
+    sort --parallel=2 -S 64M -s -t ' ' -k3,3n "$INPUT/lines.txt" > s2 || return 1
+    # a 1 MiB buffer: sorted runs go to temporary files, then are merged
+    sort --parallel=2 -S 1M -T . -u "$INPUT/lines.txt" > s3 || return 1
+    wc -l s1 s2 s3
+    sha256sum s1 s2 s3
+}
+
+# make_inputs: 24 MiB of mixed data (text, random bytes, zeros, patterns) for
+# zstd, its first 12 MiB for xz (whose compression is ten times slower), and
+# 16 MiB of text lines for sort.  Returns non-zero if they cannot be made.
+make_inputs() {
+    [ -f "$INPUT/done" ] && return 0
+    [ -d "$INPUT" ] && return 1       # an earlier attempt failed
+    mkdir -p "$INPUT" || return 1
+    have python3 || return 1
+    python3 "$HERE/scripts/mt_input.py" 1 mixed 24 > "$INPUT/mixed.bin" || return 1
+    head -c 12582912 "$INPUT/mixed.bin" > "$INPUT/mixed12.bin" || return 1
+    python3 "$HERE/scripts/mt_input.py" 2 lines 16 > "$INPUT/lines.txt" || return 1
+    touch "$INPUT/done"
+}
+
+# -------------------------------------------------------------------- redis
+# check_redis: a Redis server (Debian 12's redis-server 7.0) runs once without
+# and once with the preload, on 127.0.0.1 at a free port, with no persistence
+# (--save '' --appendonly no), its directory in $TMP.  Its clients
+# (redis-benchmark, redis-cli) run without the preload: the server is under
+# test.  Against each server:
+#   1. redis-benchmark on db 1 (random keys: SET GET LPUSH LPOP SADD HSET ZADD
+#      MSET with 100-byte values, then SET GET LPUSH LPOP with 16 KiB values)
+#      while redis-cli --pipe writes a deterministic dataset into db 0
+#      (tests/scripts/redis_dataset.py: strings of 1 byte to 4 MiB, lists,
+#      hashes, sets, sorted sets in each of their encodings, then overwrites,
+#      deletes, renames, copies);
+#   2. FLUSHDB of db 1, whose contents are random;
+#   3. reads of the dataset, DEBUG DIGEST-VALUE of every key, DEBUG DIGEST;
+#   4. DEBUG RELOAD (saves an RDB file in its directory, empties the dataset,
+#      loads it back), then DBSIZE and DEBUG DIGEST again;
+#   5. SHUTDOWN NOSAVE.
+# Checks: the replies of 1-4 are the same as without the preload; the
+# benchmark completes every test; the server exits with status 0 and without
+# a crash report; hakmem served the server (below).  Redis's lazy-free thread
+# frees what DEL of big keys and FLUSHDB drop (lazyfree-lazy-user-del and
+# -flush are on), so blocks the main thread allocated are freed by another.
+# DEBUG is refused by default since Redis 7 (enable-debug-command no): the
+# servers run with --enable-debug-command local.
+#
+# Debian's redis-server is linked with libjemalloc.so.2 and calls malloc,
+# calloc, realloc, free and malloc_usable_size by their plain names, so under
+# LD_PRELOAD those bind to hakmem and jemalloc serves none of Redis's data.
+# Its statistics calls (mallctl, malloc_stats_print, and nallocx, which
+# sdsResize only compares with malloc_usable_size to skip a realloc), which
+# hakmem does not export, still go to jemalloc.  So INFO memory still says
+# mem_allocator:jemalloc-5.3.0 (a string fixed at build time) and its
+# allocator_* fields describe jemalloc's own almost empty heap (allocated
+# 28 KiB) while used_memory (Redis's own count, from malloc_usable_size, hence
+# hakmem's sizes) holds the dataset (about 95 MiB).  The check "served by
+# hakmem" asserts exactly that: with the preload allocator_allocated is under
+# a tenth of used_memory (without it they are about equal, which is checked
+# too), and HAKMEM_STATS=2 at the server's exit counts at least one heap.
+
+RTIMEOUT=60
+RDATA=$TMP/redis-data
+# the benchmark: 8 tests of BENCH1 requests, then 4 tests of BENCH2 (16 KiB)
+BENCH1=20000
+BENCH2=2000
+
+# rcli ARGS...: redis-cli to the current server ($port), bounded in time
+rcli() { timeout -k 5 "$RTIMEOUT" redis-cli -h 127.0.0.1 -p "$port" "$@"; }
+
+# redis_run MODE: one server's life; files in $TMP/redis-MODE: out (the
+# replies compared), bench (its output) and bench.ok (if it completed), info
+# (INFO memory), log (the server's stdout), err (its stderr), rc (its exit
+# status), problems (what went wrong, empty if nothing did).
+redis_run() {
+    mode=$1
+    d=$TMP/redis-$mode
+    mkdir -p "$d/data" || return 1
+    : > "$d/out"
+    : > "$d/problems"
+    date +%s.%N > "$d/t0"
+    ready=
+    tries=0
+    while [ -z "$ready" ] && [ $tries -lt 5 ]; do
+        tries=$((tries + 1))
+        # a port free a moment ago; if someone takes it first, the server
+        # fails to bind (or another server answers with another process id)
+        port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])') || return 1
+        (
+            if [ $mode = preload ]; then
+                LD_PRELOAD=$LIB HAKMEM_STATS=2
+                export LD_PRELOAD HAKMEM_STATS
+            fi
+            exec redis-server --bind 127.0.0.1 --port "$port" --dir "$d/data" \
+                --daemonize no --save '' --appendonly no \
+                --enable-debug-command local \
+                --lazyfree-lazy-user-del yes --lazyfree-lazy-user-flush yes
+        ) > "$d/log" 2> "$d/err" &
+        REDIS_PID=$!
+        n=0
+        while [ $n -lt 100 ] && kill -0 "$REDIS_PID" 2>/dev/null; do
+            id=$(timeout 5 redis-cli -h 127.0.0.1 -p "$port" INFO server 2>/dev/null |
+                 sed -n 's/^process_id:\([0-9]*\).*/\1/p')
+            if [ "$id" = "$REDIS_PID" ]; then
+                ready=1
+                break
+            fi
+            sleep 0.1
+            n=$((n + 1))
+        done
+        if [ -z "$ready" ]; then
+            kill -9 "$REDIS_PID" 2>/dev/null
+            wait "$REDIS_PID" 2>/dev/null
+            REDIS_PID=
+            grep -q 'Address already in use' "$d/log" || break
+        fi
+    done
+    if [ -z "$ready" ]; then
+        echo "the server did not start: $(tail -n 3 "$d/log" | tr '\n' ' ') $(head -c 300 "$d/err")" > "$d/problems"
+        return 1
+    fi
+
+    # 1. the benchmark on db 1 alongside the dataset on db 0
+    (
+        b="timeout -k 5 $RTIMEOUT redis-benchmark -h 127.0.0.1 -p $port --dbnum 1 -q"
+        $b -n $BENCH1 -r 10000 -c 16 -P 8 -d 100 -t set,get,lpush,lpop,sadd,hset,zadd,mset &&
+            $b -n $BENCH2 -r 500 -c 8 -P 4 -d 16384 -t set,get,lpush,lpop
+    ) > "$d/bench" 2>&1 &
+    bpid=$!
+    rcli --pipe < "$RDATA/load.resp" >> "$d/out" 2> "$d/pipe.err" ||
+        echo "redis-cli --pipe failed: $(head -c 300 "$d/pipe.err")" >> "$d/problems"
+    cat "$d/pipe.err" >> "$d/out"
+    # one "requests per second" line per test (progress lines end in \r)
+    wait $bpid
+    brc=$?
+    if [ $brc -ne 0 ]; then
+        echo "redis-benchmark failed (exit $brc)" >> "$d/problems"
+    elif [ "$(tr '\r' '\n' < "$d/bench" | grep -c 'requests per second')" -ne 12 ]; then
+        echo "redis-benchmark completed $(tr '\r' '\n' < "$d/bench" | grep -c 'requests per second') of 12 tests" >> "$d/problems"
+    else
+        touch "$d/bench.ok"
+    fi
+    # 2. the benchmark's random keys go
+    { rcli -n 1 FLUSHDB && rcli -n 1 DBSIZE; } >> "$d/out" 2>&1 ||
+        echo "FLUSHDB failed" >> "$d/problems"
+    # 3. reads and digests
+    rcli < "$RDATA/reads.txt" >> "$d/out" 2>&1 || echo "the reads failed" >> "$d/problems"
+    rcli INFO memory > "$d/info" 2>&1 || echo "INFO memory failed" >> "$d/problems"
+    # 4. save, empty, load
+    { rcli DEBUG RELOAD && rcli DBSIZE && rcli DEBUG DIGEST; } >> "$d/out" 2>&1 ||
+        echo "DEBUG RELOAD failed" >> "$d/problems"
+    # 5. the end
+    rcli SHUTDOWN NOSAVE >> "$d/shutdown" 2>&1
+    watchdog "$REDIS_PID" 30
+    wait "$REDIS_PID"
+    echo $? > "$d/rc"
+    REDIS_PID=
+    stop_watchdog
+    date +%s.%N > "$d/t1"
+    return 0
+}
+
+# seconds DIR: how long redis_run took
+seconds() { cat "$1/t0" "$1/t1" 2>/dev/null | awk 'NR == 1 { a = $1 } NR == 2 { printf "%.1f", $1 - a }'; }
+
+# info_field FILE NAME: a number from INFO output
+info_field() { sed -n "s/^$2:\\([0-9]*\\).*/\\1/p" "$1" 2>/dev/null | head -n 1; }
+
+check_redis() {
+    for bin in redis-server redis-cli redis-benchmark; do
+        if ! have $bin; then
+            skip redis "$bin not installed (Debian packages redis-server, redis-tools)"
+            return
+        fi
+    done
+    if ! have python3 || ! mkdir -p "$RDATA" ||
+       ! python3 "$HERE/scripts/redis_dataset.py" 1 "$RDATA"; then
+        bad redis "could not generate the dataset (python3 $HERE/scripts/redis_dataset.py)"
+        return
+    fi
+    redis_run plain
+    redis_run preload
+    p=$TMP/redis-plain
+    q=$TMP/redis-preload
+    if [ -s "$p/problems" ] || [ "$(cat "$p/rc" 2>/dev/null)" != 0 ]; then
+        bad redis "reference run without preload failed (exit $(cat "$p/rc" 2>/dev/null)): $(head -c 300 "$p/problems")"
+        return
+    fi
+
+    # the replies
+    if [ -s "$q/problems" ]; then
+        bad "redis replies" "$(head -c 600 "$q/problems")"
+    elif ! cmp -s "$p/out" "$q/out"; then
+        bad "redis replies" "differ with preload"
+        show_diff "$p/out" "$q/out"
+    else
+        ok "redis replies, DBSIZE and DEBUG DIGEST identical ($(wc -l < "$q/out" | tr -d ' ') lines, digest $(tail -n 1 "$q/out" | cut -c 1-12); $(seconds "$p") s without preload, $(seconds "$q") s with)"
+    fi
+
+    # the benchmark
+    if [ ! -f "$q/bench.ok" ]; then
+        bad "redis-benchmark" "$(head -n 2 "$q/problems" | tr '\n' ' ') $(tr '\r' '\n' < "$q/bench" 2>/dev/null | grep -v '^ *$' | tail -n 2)"
+    else
+        ok "redis-benchmark (12 tests, $((8 * BENCH1 + 4 * BENCH2)) requests)"
+    fi
+
+    # the exit
+    rc=$(cat "$q/rc" 2>/dev/null)
+    if [ "$rc" != 0 ]; then
+        bad "redis exit" "exit status ${rc:-none} after SHUTDOWN NOSAVE: $(tail -n 5 "$q/log" | tr '\n' ' ') $(grep -v '^{"build":' "$q/err" | head -c 300)"
+    elif grep -v '^{"build":' "$q/err" | grep -q .; then
+        bad "redis exit" "status 0, but its stderr holds more than hakmem's statistics: $(grep -v '^{"build":' "$q/err" | head -c 300)"
+    elif grep -q -i -E 'crashed|bug report|assertion' "$q/log"; then
+        bad "redis exit" "crash report in its log: $(grep -i -E -m 3 'crashed|bug report|assertion' "$q/log" | tr '\n' ' ')"
+    elif ! grep -q 'ready to exit, bye bye' "$q/log"; then
+        bad "redis exit" "exit status 0 but no 'ready to exit' in its log: $(tail -n 3 "$q/log" | tr '\n' ' ')"
+    else
+        ok "redis exit (SHUTDOWN NOSAVE, status 0)"
+    fi
+
+    # who served the allocations
+    pu=$(info_field "$p/info" used_memory)
+    pa=$(info_field "$p/info" allocator_allocated)
+    qu=$(info_field "$q/info" used_memory)
+    qa=$(info_field "$q/info" allocator_allocated)
+    alloc=$(sed -n 's/^mem_allocator:\([^[:space:]]*\).*/\1/p' "$q/info")
+    heaps=$(sed -n 's/.*"heaps":\([0-9]*\).*/\1/p' "$q/err" | tail -n 1)
+    if [ -z "$pu" ] || [ -z "$pa" ] || [ -z "$qu" ] || [ -z "$qa" ]; then
+        bad "redis served by hakmem" "no used_memory / allocator_allocated in INFO memory"
+    elif [ $((pa * 2)) -lt "$pu" ]; then
+        bad "redis served by hakmem" "without preload jemalloc reports $pa bytes for used_memory $pu: the check cannot tell"
+    elif [ $((qa * 10)) -ge "$qu" ]; then
+        bad "redis served by hakmem" "jemalloc still holds $qa bytes of used_memory $qu with preload"
+    elif [ "${heaps:-0}" -lt 1 ]; then
+        bad "redis served by hakmem" "no heap in hakmem's statistics at the server's exit: $(head -c 200 "$q/err")"
+    else
+        ok "redis served by hakmem (used_memory $qu, jemalloc's allocator_allocated $qa, $pa without preload; mem_allocator still says $alloc; $heaps heap)"
+    fi
+}
+
 # ------------------------------------------------------------------ driver
 
-# compare NAME FUNC: run FUNC twice (plain / preloaded) in fresh directories.
+# compare NAME FUNC [MINHEAPS]: run FUNC twice (plain / preloaded) in fresh
+# directories.  With MINHEAPS, the preloaded run also prints hakmem's
+# statistics at exit (HAKMEM_STATS=2, lines taken out of its stderr before the
+# comparison) and one of its processes must have had at least MINHEAPS thread
+# heaps: that many threads allocated from hakmem.
 compare() {
     name=$1
     func=$2
+    minheaps=${3:-}
     for mode in plain preload; do
         d=$TMP/$name-$mode
         mkdir -p "$d/work"
@@ -242,20 +581,29 @@ compare() {
             if [ $mode = preload ]; then
                 LD_PRELOAD=$LIB
                 export LD_PRELOAD
+                if [ -n "$minheaps" ]; then
+                    HAKMEM_STATS=2
+                    export HAKMEM_STATS
+                fi
             fi
             $func
         ) > "$d/out" 2> "$d/err" &
         pid=$!
         # watchdog: a hang must become a failure, not block CI
-        ( sleep "$TIMEOUT"; kill -9 $pid 2>/dev/null ) &
-        dog=$!
+        watchdog $pid "$TIMEOUT"
         wait $pid
         echo $? > "$d/rc"
-        kill $dog 2>/dev/null
-        wait $dog 2>/dev/null
+        stop_watchdog
     done
     p=$TMP/$name-plain
     q=$TMP/$name-preload
+    heaps=
+    if [ -n "$minheaps" ]; then
+        grep '^{"build":' "$q/err" > "$q/stats"
+        grep -v '^{"build":' "$q/err" > "$q/err.program"
+        mv "$q/err.program" "$q/err"
+        heaps=$(sed -n 's/.*"heaps":\([0-9]*\).*/\1/p' "$q/stats" | sort -n | tail -n 1)
+    fi
     if [ "$(cat "$p/rc")" != 0 ]; then
         bad "$name" "reference run without preload failed (exit $(cat "$p/rc")): $(head -c 300 "$p/err")"
         return
@@ -274,7 +622,22 @@ compare() {
         show_diff "$p/err" "$q/err"
         return
     fi
-    ok "$name ($(wc -c < "$p/out" | tr -d ' ') bytes of output identical)"
+    if [ -n "$minheaps" ] && [ "${heaps:-0}" -lt "$minheaps" ]; then
+        bad "$name" "output identical, but at most ${heaps:-no} heaps in hakmem's statistics (want $minheaps): its threads did not allocate from hakmem"
+        return
+    fi
+    ok "$name ($(wc -c < "$p/out" | tr -d ' ') bytes of output identical${heaps:+; up to $heaps thread heaps})"
+}
+
+# compare_mt NAME FUNC MINHEAPS PROGRAM: compare, skipped if PROGRAM is missing.
+compare_mt() {
+    if ! have "$4"; then
+        skip "$1" "$4 not installed"
+    elif ! make_inputs; then
+        bad "$1" "could not generate the input files (python3 $HERE/scripts/mt_input.py)"
+    else
+        compare "$1" "$2" "$3"
+    fi
 }
 
 # The preload is really active: libhakmem is mapped, malloc resolves to it,
@@ -345,7 +708,7 @@ PY
 }
 
 check_active
-for prog in ${HAKMEM_PRELOAD_ONLY:-python3:python perl:perl sqlite3:sqlite git:git gcc:gcc}; do
+for prog in ${ONLY:-python3:python perl:perl sqlite3:sqlite git:git gcc:gcc}; do
     bin=${prog%%:*}
     name=${prog#*:}
     if have "$bin"; then
@@ -354,4 +717,12 @@ for prog in ${HAKMEM_PRELOAD_ONLY:-python3:python perl:perl sqlite3:sqlite git:g
         bad "$name" "$bin not installed"
     fi
 done
+# xz's and zstd's worker threads allocate their own state (3 or 4 heaps: the
+# main thread, the workers, zstd's I/O thread).  sort's threads mostly work in
+# the buffer its main thread allocated (2 heaps on the 64 MiB-buffer sort of
+# this input, 1 on the others), so only one heap is required of it.
+compare_mt xz wl_xz 2 xz
+compare_mt zstd wl_zstd 2 zstd
+compare_mt sort wl_sort 1 sort
+check_redis
 finish
