@@ -137,12 +137,13 @@ test: $(TEST_BINS_R) $(TEST_BINS_D) $(B)/tests/test_static-release $(B)/tests/te
 # (tests/fuzz/fuzz_ops.c says what it does and checks), against two clang
 # flavors of the allocator that export only the hak_ names (HAKMEM_OVERRIDE=0:
 # libFuzzer and ASan keep glibc's malloc) and carry coverage instrumentation
-# (-fsanitize=fuzzer-no-link): fuzz (release flags) and fuzz-debug (debug
-# flags: the free-list validation and allocation bitmap are on).  The
-# harness itself is linked with -fsanitize=fuzzer,address,undefined: ASan
-# checks the harness's own accesses; hakmem's blocks come from mmap, which
-# ASan does not watch, so overflows between them are left to the harness's
-# patterns and hak_check().  tests/fuzz/run_fuzz.sh first runs every input of
+# (-fsanitize=fuzzer-no-link) and UBSan (-fsanitize=undefined, aborting:
+# shifts, overflows and misaligned accesses in the size and alignment
+# arithmetic): fuzz (release flags) and fuzz-debug (debug flags: free-list
+# validation and the allocation bitmap are on).  The harness is linked with
+# -fsanitize=fuzzer,address,undefined: ASan checks the harness's own
+# accesses; hakmem's blocks come from mmap, which ASan does not watch, so
+# overflows between them are left to the harness's patterns and hak_check().  tests/fuzz/run_fuzz.sh first runs every input of
 # tests/fuzz/regressions/ once through each binary, then fuzzes each for
 # FUZZ_SECONDS from the seed corpus tests/fuzz/corpus/ (new inputs go to
 # build/fuzz/corpus-<flavor>/, crashes to build/fuzz/crashes-<flavor>/) and
@@ -152,8 +153,9 @@ FUZZ_SECONDS ?= 60
 FUZZ_MAX_LEN ?= 2048
 FUZZ_CFLAGS  := -std=gnu11 -g -O2 -Wall -Wextra -Iinclude -fno-omit-frame-pointer \
                 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
-FLAGS_fuzz         := $(FLAGS_release) -DHAKMEM_OVERRIDE=0 -fsanitize=fuzzer-no-link
-FLAGS_fuzz-debug   := $(FLAGS_debug) -DHAKMEM_OVERRIDE=0 -fsanitize=fuzzer-no-link
+FUZZ_LIB_FLAGS     := -DHAKMEM_OVERRIDE=0 -fsanitize=fuzzer-no-link,undefined -fno-sanitize-recover=undefined
+FLAGS_fuzz         := $(FLAGS_release) $(FUZZ_LIB_FLAGS)
+FLAGS_fuzz-debug   := $(FLAGS_debug) $(FUZZ_LIB_FLAGS)
 SUFFIX_fuzz        := -fuzz
 SUFFIX_fuzz-debug  := -fuzz-debug
 CC_fuzz            := $(FUZZ_CC)

@@ -106,8 +106,9 @@
  * harness's own accesses (its tables, its pattern loops).  hakmem's memory
  * comes from mmap, which ASan does not poison, so ASan cannot see overflows
  * between hakmem blocks; the patterns and hak_check() are what catch those.
- * The allocator objects are built with -fsanitize=fuzzer-no-link only (their
- * coverage guides the fuzzer), see the Makefile's fuzz flavors.
+ * The allocator objects are built with -fsanitize=fuzzer-no-link (their
+ * coverage guides the fuzzer) and -fsanitize=undefined, without ASan: see the
+ * Makefile's fuzz flavors.
  */
 #define _GNU_SOURCE 1
 #include <errno.h>
