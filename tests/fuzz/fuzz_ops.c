@@ -16,11 +16,12 @@
  *     size    3 bytes c, lo, hi: decode_size(); c & 7 picks a tier
  *               0,1 tiny 1..1024     2 small 1..16 KiB    3 mid 1 KiB..256 KiB
  *               4 page runs 256 KiB..32 MiB, a whole number of pages minus 0..31 x 128
- *               5 huge 32..80 MiB
+ *               5 huge 32..160 MiB
  *               6 a boundary size from edge_sizes[]   7 2^k plus or minus a little
  *             with v = lo | hi << 8 | (c >> 3) << 16 choosing within the tier
- *     align   1 byte: 1 << (a % 24) (1 byte..8 MiB); a >= 232: a value
- *             that is not a power of two (odd_aligns[])
+ *     align   1 byte: 1 << (a % 27) (1 byte..64 MiB; at 64 MiB even a small
+ *             block is a mapping of its own); a >= 232: a value that is not a
+ *             power of two (odd_aligns[])
  *     k, n    1 byte each, meaning per op
  *
  *   op            arguments           what it does
@@ -50,6 +51,8 @@
  *                                     or frees it if that slot is taken: remote frees
  *   GIVE_RANGE    slot k n            GIVE slots slot..slot+k%32 to thread n
  *   FILL          slot k size         MALLOC size into slots slot..slot+k%32
+ *   FILL_ALIGNED  slot k align size   the same with MEMALIGN (many huge mappings at once:
+ *                                     the huge tier's table grows and probes)
  *   FREE_RANGE    slot k              FREE slots slot..slot+k%32
  *   BURST         k size n            1 + k allocations of one size (n & 4: calloc),
  *                                     all checked, then freed in order n & 3 (0 FIFO,
@@ -332,7 +335,7 @@ static void block_new(block_t *b, void *p, uint64_t seed, size_t req, size_t ali
 enum {
     OP_MALLOC, OP_CALLOC, OP_REALLOC, OP_REALLOC_REL, OP_REALLOCARRAY, OP_FREE, OP_FREE_SIZED,
     OP_POSIX_MEMALIGN, OP_ALIGNED_ALLOC, OP_MEMALIGN, OP_VALLOC, OP_USABLE, OP_CHECK, OP_GIVE,
-    OP_GIVE_RANGE, OP_FILL, OP_FREE_RANGE, OP_BURST, OP_ERRORS, OP_HAK_CHECK, OP_EXIT, OP_STATS, NUM_OPS
+    OP_GIVE_RANGE, OP_FILL, OP_FREE_RANGE, OP_BURST, OP_ERRORS, OP_HAK_CHECK, OP_EXIT, OP_STATS, OP_FILL_ALIGNED, NUM_OPS
 };
 
 /* Argument bytes per op. */
@@ -342,6 +345,7 @@ static const uint8_t op_args[NUM_OPS] = {
     [OP_ALIGNED_ALLOC] = 5, [OP_MEMALIGN] = 5, [OP_VALLOC] = 5, [OP_USABLE] = 1, [OP_CHECK] = 1,
     [OP_GIVE] = 3, [OP_GIVE_RANGE] = 3, [OP_FILL] = 5, [OP_FREE_RANGE] = 2, [OP_BURST] = 5,
     [OP_ERRORS] = 1, [OP_HAK_CHECK] = 0, [OP_EXIT] = 0, [OP_STATS] = 1,
+    [OP_FILL_ALIGNED] = 6,
 };
 
 /* Opcode byte (low 6 bits) -> op: the common ones get more codes. */
@@ -353,7 +357,7 @@ static const uint8_t op_table[64] = {
     OP_ALIGNED_ALLOC, OP_ALIGNED_ALLOC, OP_MEMALIGN, OP_MEMALIGN, OP_VALLOC, OP_USABLE, OP_USABLE,
     OP_CHECK, OP_GIVE, OP_GIVE, OP_GIVE, OP_GIVE, OP_GIVE_RANGE, OP_GIVE_RANGE, OP_FILL, OP_FILL,
     OP_FILL, OP_FREE_RANGE, OP_FREE_RANGE, OP_BURST, OP_BURST, OP_BURST, OP_BURST, OP_ERRORS,
-    OP_ERRORS, OP_HAK_CHECK, OP_EXIT, OP_EXIT, OP_MALLOC, OP_MALLOC, OP_FREE, OP_FREE,
+    OP_ERRORS, OP_HAK_CHECK, OP_EXIT, OP_EXIT, OP_MALLOC, OP_FILL_ALIGNED, OP_FREE, OP_FREE,
     OP_REALLOC, OP_GIVE, OP_STATS,
 };
 
@@ -361,6 +365,7 @@ static const char *const op_names[NUM_OPS] = {
     "MALLOC", "CALLOC", "REALLOC", "REALLOC_REL", "REALLOCARRAY", "FREE", "FREE_SIZED",
     "POSIX_MEMALIGN", "ALIGNED_ALLOC", "MEMALIGN", "VALLOC", "USABLE", "CHECK", "GIVE",
     "GIVE_RANGE", "FILL", "FREE_RANGE", "BURST", "ERRORS", "HAK_CHECK", "EXIT", "STATS",
+    "FILL_ALIGNED",
 };
 
 typedef struct {
@@ -428,7 +433,7 @@ static size_t decode_size(const uint8_t *a)
     case 2: return 1 + v % (16 * KIB);
     case 3: return 1025 + v % (256 * KIB - 1024);
     case 4: return (65 + (size_t)(v >> 5) % 8127) * 4096 - (v & 31) * 128;
-    case 5: return RUN_MAX + 1 + ((size_t)v * 32) % (48 * MIB);
+    case 5: return RUN_MAX + 1 + ((size_t)v * 64) % (128 * MIB);
     case 6: return edge_sizes[v % NEDGE];
     default: {
         size_t s = (size_t)1 << (v % 27);
@@ -443,7 +448,7 @@ static const size_t odd_aligns[] = { 3, 24, 48, 100, 4095, 4097, 12288, 65535, 6
 static size_t decode_align(uint8_t a)
 {
     if (a >= 232) return odd_aligns[(a - 232) % (sizeof odd_aligns / sizeof odd_aligns[0])];
-    return (size_t)1 << (a % 24);
+    return (size_t)1 << (a % 27);
 }
 
 static int is_pow2(size_t a) { return a && !(a & (a - 1)); }
@@ -801,6 +806,11 @@ static void run_op(thread_ctx_t *c, const op_t *o)
     case OP_FILL: {
         size_t n = decode_size(a + 2);
         for (unsigned i = 0; i <= a[1] % 32u; i++) op_malloc(c, &c->slots[(a[0] + i) % NSLOTS], n);
+        break;
+    }
+    case OP_FILL_ALIGNED: {
+        size_t al = decode_align(a[2]), n = decode_size(a + 3);
+        for (unsigned i = 0; i <= a[1] % 32u; i++) op_aligned(c, &c->slots[(a[0] + i) % NSLOTS], 2, al, n);
         break;
     }
     case OP_FREE_RANGE:

@@ -222,6 +222,23 @@ def edges():
     return seed(1, False, ops)
 
 
+def huge_table():
+    """Hundreds of small blocks aligned to 64 MiB, each a mapping of its own,
+    live at once on four threads: the huge tier's table grows past 768
+    entries and its probe sequences collide; then freed in another order."""
+    ops = []
+    for t in range(4):
+        for base in range(0, 224, 32):
+            ops.append(op("FILL_ALIGNED", t, base, 31, align(1 << 26), size(100 + base)))
+    for t in range(4):
+        for base in range(0, 224, 64):
+            ops.append(op("FREE_RANGE", t, base + 16, 31))
+    for t in range(4):
+        ops.append(op("GIVE_RANGE", t, 0, 15, t + 1))
+    ops.append(op("HAK_CHECK"))
+    return seed(4, False, ops)
+
+
 def page_runs():
     """Neighbouring page runs: free one, grow the one before it into the gap
     exactly, by a page too many, shrink, and grow again."""
@@ -242,6 +259,7 @@ def page_runs():
 
 
 SEEDS = {
+    "huge_table": huge_table,
     "page_runs": page_runs,
     "tiny_mix": tiny_mix, "all_tiers": all_tiers, "aligned": aligned,
     "calloc_sized": calloc_and_sized, "two_threads_remote": two_threads_remote,

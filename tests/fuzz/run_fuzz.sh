@@ -15,8 +15,9 @@
 #
 # The debug binary runs with options that make hakmem's rare paths common
 # (FUZZ_ENV_DEBUG): small front-cache bins (flushes, refills, slab release),
-# purging at once (empty slabs, decayed page runs, region unmaps) and a
-# shared pool of one SuperSlab.  The release binary runs with the defaults
+# purging at once (empty slabs, decayed page runs, region unmaps), with
+# MADV_FREE (calloc must zero such pages itself), a shared pool of one
+# SuperSlab, and the background purge thread racing the page-run arenas.  The release binary runs with the defaults
 # (FUZZ_ENV_RELEASE, empty).  The regression inputs run under both.
 #
 # A crash: reproduce it with
@@ -40,7 +41,7 @@ TIMEOUT=${FUZZ_TIMEOUT:-60}
 RSS=${FUZZ_RSS_MB:-3072}
 FLAVORS=${FUZZ_FLAVORS:-release debug}
 ENV_release=${FUZZ_ENV_RELEASE:-}
-ENV_debug=${FUZZ_ENV_DEBUG-HAKMEM_FRONT_BUDGET_KIB=8 HAKMEM_PURGE_RETAIN_MIB=1 HAKMEM_LARGE_DECAY_MS=20 HAKMEM_POOL_RETAIN=1}
+ENV_debug=${FUZZ_ENV_DEBUG-HAKMEM_FRONT_BUDGET_KIB=8 HAKMEM_PURGE_RETAIN_MIB=1 HAKMEM_LARGE_DECAY_MS=20 HAKMEM_POOL_RETAIN=1 HAKMEM_PURGE_MODE=1 HAKMEM_BACKGROUND_PURGE=1}
 
 pass=0
 fail=0
