@@ -93,7 +93,7 @@
  *     hak_malloc_usable_size >= the requested size;
  *   - every block is filled with a pattern derived from its own seed (a
  *     per-allocation id) and offset: all of it up to FULL_MAX bytes, else the
- *     first and last 256 bytes and 64 bytes of at most ~32 pages spread over
+ *     first and last 256 bytes and 64 bytes of at most ~8 pages spread over
  *     it (page faults, not the checks, would dominate otherwise); the
  *     pattern is verified before every free, realloc and hand-over and by
  *     CHECK, so overlapping blocks, blocks handed out twice and free-list
@@ -218,7 +218,7 @@ PATTERN_FN size_t check_zero(const unsigned char *p, size_t a, size_t b)
 
 /* The bytes of a block of `len` bytes that carry the pattern: all of it up
  * to FULL_MAX, else the first and last 256 bytes and 64 bytes at the start
- * of every `stride`-th page (at most ~32 of them, where they fall depends on
+ * of every `stride`-th page (at most ~8 of them, where they fall depends on
  * the seed).  Returns the number of ranges (at most MAX_RANGES). */
 #define MAX_RANGES 40
 typedef struct { size_t a, b; } range_t;
@@ -232,7 +232,7 @@ static unsigned layout(size_t len, uint64_t seed, range_t *r)
     unsigned n = 0;
     r[n++] = (range_t){ 0, 256 };
     size_t pages = (len + 4095) >> 12, stride = 1;
-    while (pages / stride > 32) stride <<= 1;
+    while (pages / stride > 8) stride <<= 1;
     size_t k = (seed >> 17) & (stride - 1);
     if (k == 0) k = stride;
     for (; k < pages; k += stride) {
