@@ -1,11 +1,15 @@
 # hakmem build.
 #   make                         release libraries: build/libhakmem.so, build/libhakmem.a
 #   make BUILD_FLAVOR=debug      debug libraries:   build/libhakmem-debug.so, .a
-#   make test                    builds both flavors and runs every test against each
+#   make test                    everything CI runs, in turn (~20 min): test-quick,
+#                                test-sanitize, fuzz, test-long
+#   make test-quick              builds both flavors and runs every test against each
+#                                (unit, misuse, chaos, static, LD_PRELOAD, packaging)
 #   make test-sanitize           the tests under UBSan and TSan (hak_-only libraries,
 #                                build/libhakmem-ubsan.so, -tsan.so; programs in build/san/)
+#   make fuzz [FUZZ_SECONDS=60]  libFuzzer on the hak_ API, release and debug flavors
 #   make test-long               soak (HAKMEM_SOAK_SECONDS, 600) and chaos tests at
-#                                HAKMEM_TEST_SCALE (4); not part of make test
+#                                HAKMEM_TEST_SCALE (4)
 #   make bench                   benchmark table: hakmem vs system, mimalloc, jemalloc, tcmalloc;
 #                                chart in bench/results/bench.svg, .png (gnuplot)
 #   make install PREFIX=/usr/local [LIBDIR=...] [DESTDIR=...]
@@ -70,7 +74,7 @@ MAP_OF = $(if $(findstring HAKMEM_OVERRIDE=0,$(FLAGS_$(1))),src/hakmem-hak.map,$
 SRCS := $(wildcard src/*.c)
 HDRS := $(wildcard src/*.h) include/hakmem.h
 
-.PHONY: all lib test test-sanitize test-long bench install clean FORCE
+.PHONY: all lib test test-quick test-sanitize test-long bench install clean FORCE
 all: lib
 lib: $(B)/libhakmem$(SUFFIX).so $(B)/libhakmem$(SUFFIX).so.$(VERSION_MAJOR) $(B)/libhakmem$(SUFFIX).a
 
@@ -182,10 +186,20 @@ $(B)/san/%-tsan: tests/%.c tests/test_util.h tests/hak_names.h $(B)/libhakmem-ts
 test-sanitize: $(SAN_BINS) $(B)/libhakmem-hak.so $(B)/libhakmem.so
 	sh tests/run_sanitize.sh $(B)
 
-test: $(TEST_BINS_R) $(TEST_BINS_D) $(B)/tests/test_static-release $(B)/tests/test_static-debug
+# make test is what CI runs (the README's test command): the quick suite,
+# the sanitizer runs, the fuzzers for FUZZ_SECONDS each, then the long tests,
+# one after the other; it stops at the first part that fails.
+test:
+	$(MAKE) test-quick
+	$(MAKE) test-sanitize
+	$(MAKE) fuzz
+	$(MAKE) test-long
+
+# Unit, misuse, chaos, static, preload and package tests of both flavors.
+test-quick: $(TEST_BINS_R) $(TEST_BINS_D) $(B)/tests/test_static-release $(B)/tests/test_static-debug
 	sh tests/run_tests.sh $(B)
 
-# The long tests, not part of make test: a soak of HAKMEM_SOAK_SECONDS (600)
+# The long tests: a soak of HAKMEM_SOAK_SECONDS (600)
 # with RSS sampled, and the chaos tests at HAKMEM_TEST_SCALE (4).  The soak
 # binary's name does not end in -release/-debug, so run_tests.sh skips it.
 $(B)/tests/soak: tests/soak.c tests/test_util.h $(B)/libhakmem.so $(B)/libhakmem.so.$(VERSION_MAJOR)
@@ -200,6 +214,51 @@ $(B)/tests/signal_reentry: tests/signal_reentry.c tests/test_util.h $(B)/libhakm
 
 test-long: $(B)/tests/soak $(B)/tests/test_chaos-release $(B)/tests/test_chaos-debug
 	sh tests/run_long.sh $(B)
+
+# ------------------------------------------------------------------- fuzzing
+# make fuzz [FUZZ_SECONDS=60] [FUZZ_MAX_LEN=2048]: libFuzzer on the hak_ API
+# (tests/fuzz/fuzz_ops.c says what it does and checks), against two clang
+# flavors of the allocator that export only the hak_ names (HAKMEM_OVERRIDE=0:
+# libFuzzer and ASan keep glibc's malloc) and carry coverage instrumentation
+# (-fsanitize=fuzzer-no-link) and UBSan (-fsanitize=undefined, aborting:
+# shifts, overflows and misaligned accesses in the size and alignment
+# arithmetic): fuzz (release flags) and fuzz-debug (debug flags: free-list
+# validation and the allocation bitmap are on).  The harness is linked with
+# -fsanitize=fuzzer,address,undefined: ASan checks the harness's own
+# accesses; hakmem's blocks come from mmap, which ASan does not watch, so
+# overflows between them are left to the harness's patterns and hak_check().  tests/fuzz/run_fuzz.sh first runs every input of
+# tests/fuzz/regressions/ once through each binary, then fuzzes each for
+# FUZZ_SECONDS from the seed corpus tests/fuzz/corpus/ (new inputs go to
+# build/fuzz/corpus-<flavor>/, crashes to build/fuzz/crashes-<flavor>/) and
+# prints "fuzz: N passed, N failed".
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_MAX_LEN ?= 2048
+FUZZ_CFLAGS  := -std=gnu11 -g -O2 -Wall -Wextra -Iinclude -fno-omit-frame-pointer \
+                -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+FUZZ_LIB_FLAGS     := -DHAKMEM_OVERRIDE=0 -fsanitize=fuzzer-no-link,undefined -fno-sanitize-recover=undefined
+FLAGS_fuzz         := $(FLAGS_release) $(FUZZ_LIB_FLAGS)
+FLAGS_fuzz-debug   := $(FLAGS_debug) $(FUZZ_LIB_FLAGS)
+SUFFIX_fuzz        := -fuzz
+SUFFIX_fuzz-debug  := -fuzz-debug
+CC_fuzz            := $(FUZZ_CC)
+CC_fuzz-debug      := $(FUZZ_CC)
+$(eval $(call FLAVOR_RULES,fuzz))
+$(eval $(call FLAVOR_RULES,fuzz-debug))
+FUZZ_BINS := $(B)/fuzz/fuzz_ops-release $(B)/fuzz/fuzz_ops-debug
+
+$(B)/fuzz/fuzz_ops-release: tests/fuzz/fuzz_ops.c include/hakmem.h $(B)/libhakmem-fuzz.a
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(B)/libhakmem-fuzz.a -lpthread
+
+$(B)/fuzz/fuzz_ops-debug: tests/fuzz/fuzz_ops.c include/hakmem.h $(B)/libhakmem-fuzz-debug.a
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(B)/libhakmem-fuzz-debug.a -lpthread
+
+.PHONY: fuzz fuzz-build
+fuzz-build: $(FUZZ_BINS)
+fuzz: $(FUZZ_BINS)
+	sh tests/fuzz/run_fuzz.sh $(B) $(FUZZ_SECONDS) $(FUZZ_MAX_LEN)
 
 # ------------------------------------------------------------------- install
 # Paths are substituted here, at install time, into the pkg-config file, the

@@ -1,5 +1,5 @@
 #!/bin/sh
-# run_long.sh BUILDDIR: the long tests (make test-long), not part of make test.
+# run_long.sh BUILDDIR: the long tests (make test-long, the last part of make test).
 #
 #   BUILDDIR/tests/soak             a steady multi-threaded workload for
 #                                   HAKMEM_SOAK_SECONDS (default 600) with RSS
