@@ -1,6 +1,7 @@
 # hakmem build.
 #   make                         release libraries: build/libhakmem.so, build/libhakmem.a
 #   make BUILD_FLAVOR=debug      debug libraries:   build/libhakmem-debug.so, .a
+#   make BUILD_FLAVOR=hardened   hardened libraries: build/libhakmem-hardened.so, .a
 #   make test                    everything CI runs, in turn (~20 min): test-quick,
 #                                test-sanitize, fuzz, test-long
 #   make test-quick              builds both flavors and runs every test against each
@@ -35,7 +36,11 @@ FLAGS_counters := -DNDEBUG -DHAKMEM_BUILD_RELEASE=1 -DHAKMEM_DEBUG_COUNTERS=1 -O
 # release exporting only the hak_ names (no malloc, free, ...): for programs
 # that keep their own allocator, e.g. under a sanitizer (make test-sanitize)
 FLAGS_hak      := $(FLAGS_release) -DHAKMEM_OVERRIDE=0
+# release plus canaries, quarantine, zero-on-free, guard pages, random
+# carving (src/harden.c; each can be turned off by a HAKMEM_ option)
+FLAGS_hardened := -DNDEBUG -DHAKMEM_BUILD_RELEASE=1 $(call COUNTERS,0) -DHAKMEM_HARDENED=1 -O3
 SUFFIX_release :=
+SUFFIX_hardened := -hardened
 SUFFIX_debug   := -debug
 SUFFIX_counters := -counters
 SUFFIX_hak     := -hak
@@ -49,8 +54,8 @@ SUFFIX_ubsan   := -ubsan
 SUFFIX_tsan    := -tsan
 LDFLAGS_ubsan  := -fsanitize=undefined
 LDFLAGS_tsan   := -fsanitize=thread
-ifeq ($(filter $(BUILD_FLAVOR),release debug),)
-  $(error BUILD_FLAVOR must be release or debug)
+ifeq ($(filter $(BUILD_FLAVOR),release debug hardened),)
+  $(error BUILD_FLAVOR must be release, debug or hardened)
 endif
 SUFFIX := $(SUFFIX_$(BUILD_FLAVOR))
 
@@ -105,6 +110,7 @@ $(B)/libhakmem$$(SUFFIX_$(1)).a: $$(OBJS_$(1))
 endef
 $(eval $(call FLAVOR_RULES,release))
 $(eval $(call FLAVOR_RULES,debug))
+$(eval $(call FLAVOR_RULES,hardened))
 $(eval $(call FLAVOR_RULES,counters))
 $(eval $(call FLAVOR_RULES,hak))
 $(eval $(call FLAVOR_RULES,ubsan))
@@ -140,6 +146,7 @@ TEST_CFLAGS := -std=gnu11 -O1 -g -Wall -Wextra -Iinclude -fno-builtin
 CMOCKA_TESTS := test_api test_stress test_fork test_misuse test_diag test_tiers test_large test_chaos
 TEST_BINS_R := $(CMOCKA_TESTS:%=$(B)/tests/%-release)
 TEST_BINS_D := $(CMOCKA_TESTS:%=$(B)/tests/%-debug)
+TEST_BINS_H := $(CMOCKA_TESTS:%=$(B)/tests/%-hardened)
 
 $(B)/tests/%-release: tests/%.c tests/test_util.h $(B)/libhakmem.so $(B)/libhakmem.so.$(VERSION_MAJOR)
 	@mkdir -p $(B)/tests
@@ -149,11 +156,15 @@ $(B)/tests/%-debug: tests/%.c tests/test_util.h $(B)/libhakmem-debug.so $(B)/lib
 	@mkdir -p $(B)/tests
 	$(CC) $(TEST_CFLAGS) -o $@ $< -L$(B) -Wl,-rpath,'$$ORIGIN/..' -lhakmem-debug -lcmocka -lpthread
 
+$(B)/tests/%-hardened: tests/%.c tests/test_util.h $(B)/libhakmem-hardened.so $(B)/libhakmem-hardened.so.$(VERSION_MAJOR)
+	@mkdir -p $(B)/tests
+	$(CC) $(TEST_CFLAGS) -o $@ $< -L$(B) -Wl,-rpath,'$$ORIGIN/..' -lhakmem-hardened -lcmocka -lpthread
+
 # test_chaos preloads this into a child of its own to make mmap fail on demand.
 $(B)/tests/mmap_fail_shim.so: tests/mmap_fail_shim.c
 	@mkdir -p $(B)/tests
 	$(CC) -std=gnu11 -O1 -Wall -Wextra -shared -fPIC -o $@ $<
-$(B)/tests/test_chaos-release $(B)/tests/test_chaos-debug: $(B)/tests/mmap_fail_shim.so
+$(B)/tests/test_chaos-release $(B)/tests/test_chaos-debug $(B)/tests/test_chaos-hardened: $(B)/tests/mmap_fail_shim.so
 
 $(B)/tests/test_static-release: tests/test_static.c $(B)/libhakmem.a
 	@mkdir -p $(B)/tests
@@ -162,6 +173,10 @@ $(B)/tests/test_static-release: tests/test_static.c $(B)/libhakmem.a
 $(B)/tests/test_static-debug: tests/test_static.c $(B)/libhakmem-debug.a
 	@mkdir -p $(B)/tests
 	$(CC) $(TEST_CFLAGS) -static -o $@ $< $(B)/libhakmem-debug.a -lpthread
+
+$(B)/tests/test_static-hardened: tests/test_static.c $(B)/libhakmem-hardened.a
+	@mkdir -p $(B)/tests
+	$(CC) $(TEST_CFLAGS) -static -o $@ $< $(B)/libhakmem-hardened.a -lpthread
 
 # make test-sanitize: the tests against the hak_-only libraries built with
 # UBSan and TSan (tests/run_sanitize.sh says which cases run under which),
@@ -196,7 +211,8 @@ test:
 	$(MAKE) test-long
 
 # Unit, misuse, chaos, static, preload and package tests of both flavors.
-test-quick: $(TEST_BINS_R) $(TEST_BINS_D) $(B)/tests/test_static-release $(B)/tests/test_static-debug
+test-quick: $(TEST_BINS_R) $(TEST_BINS_D) $(TEST_BINS_H) $(B)/tests/test_static-release \
+	    $(B)/tests/test_static-debug $(B)/tests/test_static-hardened
 	sh tests/run_tests.sh $(B)
 
 # The long tests: a soak of HAKMEM_SOAK_SECONDS (600)

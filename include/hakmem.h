@@ -57,6 +57,10 @@ unsigned hak_check(void);
  * 1 if its counters (HAKMEM_DEBUG_COUNTERS) are compiled in. */
 int hak_build_is_debug(void);
 int hak_build_has_counters(void);
+/* 1 in the hardened flavor (libhakmem-hardened): canaries, quarantine,
+ * zero-on-free, guard pages, random carving; malloc_usable_size returns the
+ * size asked for. */
+int hak_build_is_hardened(void);
 
 /* The version of the library that is running (HAKMEM_VERSION of the header
  * it was built with), to compare with the header a program was built with. */

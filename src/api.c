@@ -98,7 +98,10 @@ static void fork_child(void) {
     hak_heap_fork_child(hak_tl_heap);
 }
 
-static void thread_exit(void *heap) { hak_heap_abandon(heap); }
+static void thread_exit(void *heap) {
+    hak_harden_thread_exit(heap);
+    hak_heap_abandon(heap);
+}
 
 static void init_once_fn(void) {
     /* The free key: kernel-supplied random bytes mixed with the clock.  Its
@@ -117,6 +120,7 @@ static void init_once_fn(void) {
     hak_free_key = (uintptr_t)((r & ~(uint64_t)0xF) | 0xA | ((uint64_t)1 << 63));
     hak_options_init();
     if (hak_opt.verbose) hak_options_print();
+    hak_harden_init();
     hak_stats_init();
     pthread_key_create(&hak_thread_key, thread_exit);
     pthread_atfork(fork_prepare, fork_parent, fork_child);
@@ -151,7 +155,9 @@ HAK_INLINE void *malloc_tiny_fast(size_t n) {
     return bin_take_from(h, bin, cls);
 }
 
+#if !HAKMEM_HARDENED
 HAK_EXPORT void *hak_malloc(size_t n) { return malloc_tiny_fast(n); }
+#endif
 
 /* ----------------------------------------------------------- free */
 
@@ -242,6 +248,28 @@ HAK_INLINE void free_tiny_fast(void *p, const char *fn) {
     bin_push(hak_tl_heap, s->cls, p, fn);
 }
 
+/* Aligned allocation.  A slab starts on a 64 KiB boundary, so a class whose
+ * block size is a multiple of `align` gives aligned blocks; the power-of-two
+ * classes guarantee such a class exists for every align <= 64 KiB. */
+static void *alloc_aligned(size_t align, size_t n) {
+    if (align <= HAK_MIN_ALIGN) return malloc_tiny_fast(n);
+    if (align <= HAK_SLAB_SIZE && n <= HAK_SMALL_MAX) {
+        size_t m = (n < align ? align : n + align - 1) & ~(align - 1);
+        if (m <= HAK_SMALL_MAX) {
+            unsigned cls = hak_size_class(m);
+            while (hak_class_size[cls] & (align - 1)) cls++;
+            return bin_pop(hak_tl_heap, cls);
+        }
+    }
+    return hak_large_alloc(n, align, 0);
+}
+
+#if HAKMEM_HARDENED
+/* The hardened flavor's API (harden.c) wraps these two: a block of the core,
+ * aligned to `align`, and its return to the core. */
+void *hak_core_alloc(size_t align, size_t n) { return alloc_aligned(align, n); }
+void hak_core_free(void *b) { free_tiny_fast(b, "free"); }
+#else
 HAK_EXPORT void hak_free(void *p) { free_tiny_fast(p, "free"); }
 
 /* Size of a live block, or abort with `fn` in the message if p is not one. */
@@ -304,22 +332,6 @@ HAK_EXPORT void *hak_reallocarray(void *p, size_t n, size_t size) {
         return NULL;
     }
     return hak_realloc(p, total);
-}
-
-/* Aligned allocation.  A slab starts on a 64 KiB boundary, so a class whose
- * block size is a multiple of `align` gives aligned blocks; the power-of-two
- * classes guarantee such a class exists for every align <= 64 KiB. */
-static void *alloc_aligned(size_t align, size_t n) {
-    if (align <= HAK_MIN_ALIGN) return hak_malloc(n);
-    if (align <= HAK_SLAB_SIZE && n <= HAK_SMALL_MAX) {
-        size_t m = (n < align ? align : n + align - 1) & ~(align - 1);
-        if (m <= HAK_SMALL_MAX) {
-            unsigned cls = hak_size_class(m);
-            while (hak_class_size[cls] & (align - 1)) cls++;
-            return bin_pop(hak_tl_heap, cls);
-        }
-    }
-    return hak_large_alloc(n, align, 0);
 }
 
 static int is_pow2(size_t a) { return a != 0 && (a & (a - 1)) == 0; }
@@ -386,34 +398,15 @@ HAK_EXPORT void hak_free_aligned_sized(void *p, size_t align, size_t size) {
     free_tiny_fast(p, "free_aligned_sized");
 }
 
+#endif /* !HAKMEM_HARDENED */
+
 HAK_EXPORT size_t hak_small_size_max(void) { return HAK_SMALL_MAX; }
 
 /* ------------------------------------------- the standard names (aliases) */
 #if HAKMEM_OVERRIDE
-#define HAK_ALIAS(name, target) \
-    extern __typeof(target) name __attribute__((alias(#target), visibility("default")))
-
-HAK_ALIAS(malloc, hak_malloc);
-HAK_ALIAS(free, hak_free);
-HAK_ALIAS(calloc, hak_calloc);
-HAK_ALIAS(realloc, hak_realloc);
-HAK_ALIAS(reallocarray, hak_reallocarray);
-HAK_ALIAS(posix_memalign, hak_posix_memalign);
-HAK_ALIAS(aligned_alloc, hak_aligned_alloc);
-HAK_ALIAS(memalign, hak_memalign);
-HAK_ALIAS(valloc, hak_valloc);
-HAK_ALIAS(pvalloc, hak_pvalloc);
-HAK_ALIAS(malloc_usable_size, hak_malloc_usable_size);
-HAK_ALIAS(free_sized, hak_free_sized);
-HAK_ALIAS(free_aligned_sized, hak_free_aligned_sized);
-/* glibc's internal names, which some programs and libraries call directly. */
-HAK_ALIAS(__libc_malloc, hak_malloc);
-HAK_ALIAS(__libc_free, hak_free);
-HAK_ALIAS(__libc_calloc, hak_calloc);
-HAK_ALIAS(__libc_realloc, hak_realloc);
-HAK_ALIAS(__libc_memalign, hak_memalign);
-HAK_ALIAS(__libc_valloc, hak_valloc);
-HAK_ALIAS(__libc_pvalloc, hak_pvalloc);
+#if !HAKMEM_HARDENED
+#include "hak_aliases.h"
+#endif
 
 /* glibc's malloc extras, so that a static link never pulls in glibc's own
  * malloc, and programs that call them keep working. */
@@ -423,7 +416,8 @@ HAK_ALIAS(__libc_pvalloc, hak_pvalloc);
  * by their own bound.  Returns 1 if memory was released, as glibc does. */
 HAK_EXPORT int malloc_trim(size_t pad) {
     (void)pad;
-    size_t n = hak_heap_trim(hak_tl_heap);
+    size_t n = hak_harden_trim();
+    n += hak_heap_trim(hak_tl_heap);
     n += hak_heap_trim_orphans();
     n += shared_pool_trim();
     n += hak_large_trim();
@@ -453,6 +447,7 @@ HAK_EXPORT void malloc_stats(void) { hak_stats_print(); }
 
 HAK_EXPORT int hak_build_is_debug(void) { return HAKMEM_BUILD_DEBUG; }
 HAK_EXPORT int hak_build_has_counters(void) { return HAKMEM_DEBUG_COUNTERS; }
+HAK_EXPORT int hak_build_is_hardened(void) { return HAKMEM_HARDENED; }
 HAK_EXPORT int hak_version(void) { return HAKMEM_VERSION; }
 
 #if HAKMEM_OVERRIDE

@@ -85,6 +85,23 @@ void hak_link_corrupt(const void *b, const char *fn) {
     abort();
 }
 
+void hak_fatal_block(const char *fn, const char *what, const void *p, size_t n, const char *tail) {
+    char buf[320], *o = buf, *end = buf + sizeof buf - 2;
+    o = put_str(o, end, "hakmem: ");
+    o = put_str(o, end, fn);
+    o = put_str(o, end, "(): ");
+    o = put_str(o, end, what);
+    o = put_str(o, end, " ");
+    o = put_uint(o, end, n);
+    o = put_str(o, end, "-byte block ");
+    o = put_ptr(o, end, p);
+    o = put_str(o, end, tail);
+    *o++ = '\n';
+    *o = 0;
+    hak_write_err(buf);
+    abort();
+}
+
 void hak_fatal(const char *msg) {
     hak_write_err("hakmem: ");
     hak_write_err(msg);

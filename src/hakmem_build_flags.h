@@ -40,6 +40,15 @@
 #  define HAKMEM_OVERRIDE 1
 #endif
 
+/* Hardened: 1 in the hardened flavor (make BUILD_FLAVOR=hardened): the API
+ * of src/harden.c wraps every block with a header and canaries, keeps freed
+ * blocks in a quarantine, zeroes them, guards large blocks and SuperSlab
+ * headers with PROT_NONE pages and carves slabs in random order.  The
+ * release hit paths are not compiled into the exported functions then. */
+#ifndef HAKMEM_HARDENED
+#  define HAKMEM_HARDENED 0
+#endif
+
 /* Derived: expensive consistency checks (freelist validation on refill,
  * every free checked against the slab's state) only in the debug flavor. */
 #define HAKMEM_DEBUG_CHECKS HAKMEM_BUILD_DEBUG

@@ -173,6 +173,16 @@ typedef struct hak_class_stats {
 #define HAK_STAT_ADD(field, n) \
     __atomic_store_n(&(field), __atomic_load_n(&(field), __ATOMIC_RELAXED) + (n), __ATOMIC_RELAXED)
 
+/* Hardened flavor (harden.c): freed blocks wait here, zeroed, before they go
+ * back to the core; a write into one is found when it leaves.  A ring of
+ * block starts, oldest at `head`, bounded in count and bytes. */
+#define HAK_QUARANTINE_SLOTS 256
+typedef struct hak_quarantine {
+    uint32_t head, count;
+    size_t bytes;
+    uintptr_t ring[HAK_QUARANTINE_SLOTS];
+} hak_quarantine_t;
+
 typedef struct hak_heap {
     hak_bin_t bins[HAK_NUM_CLASSES];            /* the hot part */
     hak_slab_t *partial[HAK_NUM_CLASSES];       /* slabs with room */
@@ -186,6 +196,10 @@ typedef struct hak_heap {
     struct hak_heap *next_orphan;                /* heaps of exited threads */
     _Alignas(64) _Atomic(hak_slab_t *) remote_slabs;  /* slabs with remote frees */
     _Alignas(64) hak_class_stats_t stats[HAK_NUM_CLASSES];
+#if HAKMEM_HARDENED
+    uint64_t rng;                                /* random carving order */
+    hak_quarantine_t quarantine;
+#endif
 } hak_heap_t;
 
 /* Runtime options (options.c), read once by hak_init. */
@@ -193,6 +207,8 @@ typedef struct hak_options {
     long stats, verbose, front_budget_kib, pool_retain, large_cache_mib;
     long purge_retain_mib, purge_mode;
     long large_decay_ms, large_run_max_mib, background_purge;
+    /* hardened flavor only */
+    long canary, quarantine_kib, zero_on_free_kib, guard_pages, random_carve;
 } hak_options_t;
 extern hak_options_t hak_opt;
 
@@ -435,5 +451,23 @@ hak_heap_t *hak_heap_list(void);
 
 /* api.c */
 void hak_init(void);
+void *hak_core_alloc(size_t align, size_t n);   /* hardened flavor: the core's block */
+void  hak_core_free(void *b);
+
+/* harden.c: the hardened flavor's start-up and malloc_trim's share (its
+ * quarantine); nothing in the other flavors. */
+#if HAKMEM_HARDENED
+void   hak_harden_init(void);
+size_t hak_harden_trim(void);
+void   hak_harden_thread_exit(hak_heap_t *h);
+#else
+HAK_INLINE void hak_harden_init(void) {}
+HAK_INLINE size_t hak_harden_trim(void) { return 0; }
+HAK_INLINE void hak_harden_thread_exit(hak_heap_t *h) { (void)h; }
+#endif
+
+/* diag.c: "hakmem: fn(): what <n>-byte block p<tail>", then abort */
+__attribute__((noreturn)) void hak_fatal_block(const char *fn, const char *what, const void *p, size_t n,
+                                               const char *tail);
 
 #endif /* HAKMEM_INTERNAL_H */

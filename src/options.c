@@ -17,6 +17,11 @@ hak_options_t hak_opt = {
     .large_decay_ms = 500,
     .large_run_max_mib = 32,
     .background_purge = 0,
+    .canary = 1,
+    .quarantine_kib = 1024,
+    .zero_on_free_kib = 64,
+    .guard_pages = 1,
+    .random_carve = 1,
 };
 
 typedef struct {
@@ -47,6 +52,19 @@ static const option_desc_t options[] = {
       "MiB of empty slabs a thread keeps resident before purging the coldest" },
     { "PURGE_MODE", &hak_opt.purge_mode, 0, 1,
       "0: purge with MADV_DONTNEED (RSS drops now); 1: MADV_FREE (lazy)" },
+#if HAKMEM_HARDENED
+    { "CANARY", &hak_opt.canary, 0, 1,
+      "hardened: 1: canary bytes after every block (and before aligned ones), checked by free and realloc" },
+    { "QUARANTINE_KIB", &hak_opt.quarantine_kib, 0, 1 << 20,
+      "hardened: KiB of freed blocks a thread holds back (zeroed, checked when they leave); 0: none" },
+    { "ZERO_ON_FREE_KIB", &hak_opt.zero_on_free_kib, 0, 1 << 20,
+      "hardened: a freed block's first KiB zeroed (and checked when it leaves the quarantine); 0: off" },
+    { "GUARD_PAGES", &hak_opt.guard_pages, 0, 1,
+      "hardened: 1: a PROT_NONE page after every large block and before every SuperSlab's slabs;"
+      " quarantined large blocks are PROT_NONE" },
+    { "RANDOM_CARVE", &hak_opt.random_carve, 0, 1,
+      "hardened: 1: fresh blocks of a slab are handed out in random order" },
+#endif
 };
 
 #define NOPTIONS (sizeof options / sizeof options[0])

@@ -235,6 +235,30 @@ static void slab_take_free(hak_slab_t *s, hak_bin_t *bin, uint32_t want) {
     s->used += n;
 }
 
+#if HAKMEM_HARDENED
+/* Hardened: the n fresh blocks from base go on the bin in random order
+ * (Fisher-Yates with the heap's xorshift generator), so the address of the
+ * next block cannot be guessed from the last one. */
+static void *carve_shuffled(hak_heap_t *h, uintptr_t base, uint32_t bsize, uint32_t n, void *head) {
+    uint16_t idx[HAK_CARVE_BYTES / HAK_MIN_ALIGN];
+    uint64_t x = h->rng ? h->rng : (hak_free_key ^ (uintptr_t)h) | 1;
+    for (uint32_t i = 0; i < n; i++) idx[i] = (uint16_t)i;
+    for (uint32_t i = n - 1; i > 0; i--) {
+        x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+        uint32_t j = (uint32_t)((x >> 32) % (i + 1));
+        uint16_t t = idx[i]; idx[i] = idx[j]; idx[j] = t;
+    }
+    h->rng = x;
+    for (uint32_t i = 0; i < n; i++) {
+        uintptr_t blk = base + (uintptr_t)idx[i] * bsize;
+        hak_link_set((void *)blk, head);
+        ((uintptr_t *)blk)[1] = hak_block_key(blk);
+        head = (void *)blk;
+    }
+    return head;
+}
+#endif
+
 /* slab_carve: cut up to `want` never-used blocks off the slab's frontier,
  * but no more than about HAK_CARVE_BYTES at a time (at least 8 blocks):
  * carving writes every block it cuts, so a thread that needs three 1 KiB
@@ -247,6 +271,11 @@ static void slab_carve(hak_heap_t *h, hak_slab_t *s, hak_bin_t *bin, uint32_t wa
     if (s->carved + (uint64_t)n * bsize > s->cap_end) n = (s->cap_end - s->carved) / bsize;
     uintptr_t base = hak_slab_base(s) + s->carved;
     void *head = bin->head;
+#if HAKMEM_HARDENED
+    if (hak_opt.random_carve && n > 1) {
+        head = carve_shuffled(h, base, bsize, n, head);
+    } else
+#endif
     for (uint32_t i = n; i-- > 0;) {
         uintptr_t blk = base + (uintptr_t)i * bsize;
         hak_link_set((void *)blk, head);

@@ -2,6 +2,8 @@
  * the shared pool of empty SuperSlabs, and the arena for heap structs. */
 #include <string.h>
 
+#include <sys/mman.h>
+
 #include "hakmem_internal.h"
 
 /* One byte per 2 MiB of the 47-bit address space: 64 MiB of zero pages in
@@ -27,6 +29,11 @@ static hak_superslab_t *superslab_map(void) {
         return NULL;
     }
     hak_superslab_t *ss = mem;
+    /* Hardened: the header slot's last page is a guard page, between the
+     * slab descriptors and slab 1 (and the SuperSlab mapped below). */
+    _Static_assert(sizeof(hak_superslab_t) <= HAK_SLAB_SIZE - 4096, "header below the guard page");
+    if (HAKMEM_HARDENED && hak_opt.guard_pages)
+        mprotect((char *)mem + HAK_SLAB_SIZE - 4096, 4096, PROT_NONE);   /* if it fails: no guard */
     ss->magic = HAK_SS_MAGIC;
     ss->free_mask = ~(uint32_t)1;           /* slot 0 is the header */
     for (unsigned i = 0; i < HAK_SLABS_PER_SS; i++) ss->slabs[i].index = (uint16_t)i;

@@ -1,0 +1,504 @@
+/* The hardened flavor's API (make BUILD_FLAVOR=hardened).
+ *
+ * Every block the user gets is a block of the core (api.c's hak_core_alloc)
+ * with a header in front and canary bytes behind:
+ *
+ *   b              header word 0:  plain ^ hk0 ^ b
+ *   b + 8          header word 1:  ~plain ^ hk1 ^ b   (the core's free-key word)
+ *   b + 16 .. p    aligned blocks only: canary bytes
+ *   p = b + off    the user's n bytes            plain = n | (off / 16) << 40
+ *   p + n          canary bytes, at least one, up to 16 checked
+ *   ...            large blocks: the last page is a guard page (PROT_NONE)
+ *
+ * The two header words must agree, so any write before the block that
+ * reaches the header (an underflow of 1 byte or more) is found by free;
+ * they also give back n and off, so free and realloc check the canary
+ * right behind the n bytes (an overflow of 1 byte or more).  A freed block
+ * has the core's free key in word 1 (its header's word 0 stays), which is
+ * how a double free is told apart from a corrupted header.
+ *
+ * Freed blocks are zeroed (the first HAKMEM_ZERO_ON_FREE_KIB) and wait in
+ * the thread's quarantine (HAKMEM_QUARANTINE_KIB) before they go back to
+ * the core; when one leaves, its zeroed bytes must still be zero, or some
+ * code wrote into it after free.  Large blocks in quarantine are PROT_NONE
+ * past their first page, so a use after free there faults at once.
+ *
+ * Messages name the function, what happened, the block's size and address:
+ *   hakmem: free(): buffer overflow (a write past the end) of the 40-byte block 0x...
+ * Nothing here allocates; the checks cost a division per free (the block's
+ * start) and a few loads and compares besides the zeroing.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "hakmem.h"
+#include "hakmem_internal.h"
+
+#if HAKMEM_HARDENED
+
+#define PAGE        ((uintptr_t)4096)
+#define HDR         16u                          /* header bytes */
+#define N_BITS      40
+#define N_MASK      (((uint64_t)1 << N_BITS) - 1)
+#define N_MAX       (N_MASK - 1)                 /* plain is never all ones */
+#define OFF_MAX     ((size_t)1 << 27)            /* off / 16 < 2^24 */
+#define CANARY_SPAN 16u                          /* canary bytes checked behind a block */
+
+static uint64_t hk0, hk1, canary_word;
+
+void hak_harden_init(void) {
+    /* Derived from the free key (random per process).  hk1 = key ^ ~x with
+     * x below 2^40, so that word 1 of a live block never equals the free
+     * key: ~plain ^ hk1 == key only for plain == x, whose off field is 0,
+     * and off is at least 16. */
+    uint64_t k = hak_free_key;
+    hk0 = (k ^ (k >> 29)) * 0xbf58476d1ce4e5b9ull;
+    hk1 = k ^ ~(((k ^ (k >> 23)) * 0x9e3779b97f4a7c15ull) & N_MASK);
+    /* Canary bytes in 0x80..0xfe: never NUL (an off-by-one string copy),
+     * never ASCII text, never 0xff. */
+    uint64_t c = (k ^ (k >> 31)) * 0x94d049bb133111ebull;
+    canary_word = (c & 0x7e7e7e7e7e7e7e7eull) | 0x8080808080808080ull;
+}
+
+/* ------------------------------------------------------------ header */
+
+HAK_INLINE void hdr_set(uintptr_t b, size_t n, size_t off) {
+    uint64_t plain = (uint64_t)n | ((uint64_t)(off >> 4) << N_BITS);
+    ((uint64_t *)b)[0] = plain ^ hk0 ^ b;
+    ((uint64_t *)b)[1] = ~plain ^ hk1 ^ b;
+}
+
+/* 1 and n, off if the header at b is intact and says the block is live. */
+HAK_INLINE int hdr_get(uintptr_t b, size_t *n, size_t *off) {
+    uint64_t p0 = ((const uint64_t *)b)[0] ^ hk0 ^ b;
+    uint64_t p1 = ~(((const uint64_t *)b)[1] ^ hk1 ^ b);
+    if (HAK_UNLIKELY(p0 != p1)) return 0;
+    *n = (size_t)(p0 & N_MASK);
+    *off = (size_t)(p0 >> N_BITS) << 4;
+    return 1;
+}
+
+/* The off recorded in word 0 of a freed block (its word 1 is the free key):
+ * valid while the block is in quarantine, noise after the core took it. */
+HAK_INLINE size_t hdr_freed_off(uintptr_t b) {
+    uint64_t p0 = ((const uint64_t *)b)[0] ^ hk0 ^ b;
+    return (size_t)(p0 >> N_BITS) << 4;
+}
+
+/* ------------------------------------------------------------ canaries */
+
+/* The canary byte of address x is byte x % 8 of canary_word, so the bytes
+ * from any x on read as canary_word rotated by x % 8 bytes. */
+HAK_INLINE uint64_t canary_at(uintptr_t x) {
+    unsigned r = (unsigned)(x & 7) * 8;
+    return r ? (canary_word >> r) | (canary_word << (64 - r)) : canary_word;
+}
+
+static void canary_fill(uintptr_t x, size_t k) {
+    uint64_t w = canary_at(x);
+    if (k >= 8) {
+        memcpy((void *)x, &w, 8);
+        uint64_t w2 = canary_at(x + k - 8);
+        memcpy((void *)(x + k - 8), &w2, 8);
+        return;
+    }
+    for (size_t i = 0; i < k; i++) ((uint8_t *)x)[i] = (uint8_t)(w >> (8 * i));
+}
+
+/* 1 if the k canary bytes from x are intact (k <= 16). */
+static int canary_ok(uintptr_t x, size_t k) {
+    uint64_t w = canary_at(x), v;
+    if (k >= 8) {
+        memcpy(&v, (const void *)x, 8);
+        if (v != w) return 0;
+        uint64_t w2 = canary_at(x + k - 8);
+        memcpy(&v, (const void *)(x + k - 8), 8);
+        return v == w2;
+    }
+    for (size_t i = 0; i < k; i++)
+        if (((const uint8_t *)x)[i] != (uint8_t)(w >> (8 * i))) return 0;
+    return 1;
+}
+
+/* ------------------------------------------------------------ blocks */
+
+/* What free and realloc know about a user's pointer once it is checked. */
+typedef struct {
+    uintptr_t b;        /* the core's block */
+    size_t usable;      /* its bytes (large: up to the guard page) */
+    size_t n, off;      /* from the header */
+    int large;
+} blk_t;
+
+/* Bytes of a core block the user may have, and its end for the canary. */
+HAK_INLINE size_t blk_end(const blk_t *k) { return k->b + k->usable; }
+
+/* A large block's bytes as the core sees them: the run or mapping. */
+static size_t large_usable(uintptr_t b) { return hak_large_usable((const void *)b); }
+
+/* The core block of a large user pointer a: b = a - off for the off its
+ * header names (16, or the alignment asked for).  0 if none is found. */
+static uintptr_t large_find(uintptr_t a, size_t *usable) {
+    for (size_t k = HDR; k <= OFF_MAX && k < a; k <<= 1) {
+        uintptr_t b = a - k;
+        if (b & (PAGE - 1)) continue;            /* large blocks start on a page */
+        size_t u = large_usable(b);
+        if (u == 0) continue;
+        size_t n, off;
+        uint64_t w1 = ((const uint64_t *)b)[1];
+        if (w1 == hak_block_key(b) ? hdr_freed_off(b) == k : (hdr_get(b, &n, &off) && off == k)) {
+            *usable = u;
+            return b;
+        }
+        if (k == HDR) {                          /* a's own block, header broken */
+            *usable = u;
+            return b;
+        }
+    }
+    return 0;
+}
+
+/* Check the user's pointer a, as `fn` got it; stop the process with a
+ * message if it is not a live block or its header or canaries were written. */
+static void blk_check(uintptr_t a, const char *fn, blk_t *k) {
+    hak_superslab_t *ss = hak_super_lookup((const void *)a);
+    k->large = 0;
+    if (ss) {
+        hak_slab_t *s = hak_block_slab(a);
+        if (__atomic_load_n(&s->owner, __ATOMIC_ACQUIRE) == NULL)
+            hak_fatal_ptr(fn, "invalid pointer (not an allocated block)", (void *)a);
+        uintptr_t base = hak_slab_base(s), off = a - base;
+        uint32_t bs = s->bsize;
+        if (off >= s->cap_end) hak_fatal_ptr(fn, "invalid pointer (beyond the last block of its slab)", (void *)a);
+        uintptr_t bo = off - off % bs;
+        if (bo >= HAK_RACY_LOAD(s->carved) || off - bo < HDR || (a & (HAK_MIN_ALIGN - 1)))
+            hak_fatal_ptr(fn, bo >= s->carved ? "invalid pointer (a block not handed out)"
+                                              : "invalid pointer (inside a block)", (void *)a);
+        k->b = base + bo;
+        k->usable = bs;
+    } else {
+        if ((a & (HAK_MIN_ALIGN - 1)) || a < PAGE + HDR) hak_fatal_ptr(fn, "invalid pointer", (void *)a);
+        size_t u = 0;
+        k->b = large_find(a, &u);
+        if (!k->b) hak_fatal_ptr(fn, "invalid pointer (not an allocated block, or a large block freed before)", (void *)a);
+        k->usable = u - (hak_opt.guard_pages ? PAGE : 0);
+        k->large = 1;
+    }
+    uintptr_t b = k->b;
+    if (((const uint64_t *)b)[1] == hak_block_key(b)) {
+        /* freed: the user's pointer if it is where the freed header says */
+        if (hdr_freed_off(b) == a - b || a - b == HDR) hak_fatal_ptr(fn, "double free of", (void *)a);
+        hak_fatal_ptr(fn, "invalid pointer (inside a freed block)", (void *)a);
+    }
+    if (!hdr_get(b, &k->n, &k->off)) {
+        if (a - b == HDR)
+            hak_fatal_ptr(fn, "buffer underflow (a write before the start of the block: its header is corrupted) at",
+                          (void *)a);
+        hak_fatal_ptr(fn, "invalid pointer (inside a block), or a block whose header was overwritten:", (void *)a);
+    }
+    if (b + k->off != a) hak_fatal_ptr(fn, "invalid pointer (inside a block)", (void *)a);
+    if (k->off + k->n >= k->usable)
+        hak_fatal_block(fn, "corrupted header (size beyond the block) of the", (void *)a, k->n, "");
+    if (hak_opt.canary) {
+        uintptr_t e = a + k->n;
+        size_t span = blk_end(k) - e;
+        if (!canary_ok(e, span < CANARY_SPAN ? span : CANARY_SPAN))
+            hak_fatal_block(fn, "buffer overflow (a write past the end) of the", (void *)a, k->n, "");
+        if (k->off > HDR) {
+            size_t pad = k->off - HDR;
+            if (pad > CANARY_SPAN) pad = CANARY_SPAN;
+            if (!canary_ok(a - pad, pad))
+                hak_fatal_block(fn, "buffer underflow (a write before the start) of the", (void *)a, k->n, "");
+        }
+    }
+}
+
+/* ------------------------------------------------------------ allocation */
+
+static void *blk_alloc(size_t align, size_t n) {
+    if (HAK_UNLIKELY(n > N_MAX || align > OFF_MAX)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    size_t off = align > HDR ? align : HDR;
+    size_t m = off + n + 1;                      /* at least one canary byte */
+    /* Room for the guard page wherever the core may answer with a large
+     * block: above the slab classes, or where aligning takes it there. */
+    if (hak_opt.guard_pages &&
+        (m > HAK_SMALL_MAX || align > HAK_SLAB_SIZE || (align > HDR && m + align > HAK_SMALL_MAX)))
+        m += PAGE;
+    void *bp = hak_core_alloc(align > HDR ? align : 0, m);
+    if (!bp) return NULL;
+    uintptr_t b = (uintptr_t)bp;
+    size_t usable;
+    if (hak_super_lookup(bp)) {
+        /* the core gave a block of the smallest fitting class (or a larger
+         * one, for alignment): its slab says which */
+        usable = hak_block_slab(b)->bsize;
+    } else {
+        usable = large_usable(b);
+        if (hak_opt.guard_pages) {
+            usable -= PAGE;
+            mprotect((void *)(b + usable), PAGE, PROT_NONE);   /* if it fails: no guard */
+        }
+    }
+    hdr_set(b, n, off);
+    uintptr_t p = b + off;
+    if (hak_opt.canary) {
+        size_t span = b + usable - (p + n);
+        canary_fill(p + n, span < CANARY_SPAN ? span : CANARY_SPAN);
+        if (off > HDR) {
+            size_t pad = off - HDR;
+            if (pad > CANARY_SPAN) pad = CANARY_SPAN;
+            canary_fill(p - pad, pad);
+        }
+    }
+    return (void *)p;
+}
+
+/* ------------------------------------------------------------ quarantine */
+
+/* Bytes of a freed block that are zeroed (and checked when it leaves the
+ * quarantine): the first HAKMEM_ZERO_ON_FREE_KIB of its n; of a large block
+ * with guard pages, only those in its first page, since the rest is
+ * PROT_NONE while it waits. */
+HAK_INLINE size_t zero_len(size_t n, size_t off, int large) {
+    size_t z = (size_t)hak_opt.zero_on_free_kib << 10;
+    if (large && hak_opt.guard_pages) z = off < PAGE ? PAGE - off : 0;
+    return n < z ? n : z;
+}
+
+/* Give a quarantined (or not quarantined) block back to the core. */
+static void blk_release(uintptr_t b, const char *fn, int check) {
+    uint64_t p0 = ((const uint64_t *)b)[0] ^ hk0 ^ b;
+    size_t n = (size_t)(p0 & N_MASK), off = (size_t)(p0 >> N_BITS) << 4;
+    uintptr_t p = b + off;
+    int large = !hak_super_lookup((void *)b);
+    if (large && hak_opt.guard_pages) {
+        size_t u = large_usable(b);
+        mprotect((void *)(b + PAGE), u - PAGE, PROT_READ | PROT_WRITE);
+    }
+    if (check) {
+        size_t z = zero_len(n, off, large);
+        const uint64_t *w = (const uint64_t *)p;
+        uint64_t acc = 0;
+        for (size_t i = 0; i < z / 8; i++) acc |= w[i];
+        for (size_t i = z & ~(size_t)7; i < z; i++) acc |= ((const uint8_t *)p)[i];
+        if (acc) hak_fatal_block(fn, "use after free: a write into the", (void *)p, n, ", after it was freed");
+    }
+    ((uint64_t *)b)[1] = 0;                      /* the core's "not free" */
+    hak_core_free((void *)b);
+}
+
+/* Bytes a quarantined block holds. */
+static size_t qcost(uintptr_t b) {
+    return hak_super_lookup((void *)b) ? hak_block_slab(b)->bsize : large_usable(b);
+}
+
+static void quarantine_put(hak_heap_t *h, const blk_t *k, const char *fn) {
+    hak_quarantine_t *q = &h->quarantine;
+    size_t limit = (size_t)hak_opt.quarantine_kib << 10;
+    size_t cost = k->large ? k->usable + (hak_opt.guard_pages ? PAGE : 0) : k->usable;
+    while (q->count && (q->count == HAK_QUARANTINE_SLOTS || q->bytes + cost > limit)) {
+        uintptr_t old = q->ring[q->head];
+        q->head = (q->head + 1) % HAK_QUARANTINE_SLOTS;
+        q->count--;
+        size_t u = qcost(old);
+        q->bytes -= u < q->bytes ? u : q->bytes;
+        blk_release(old, fn, 1);
+    }
+    q->ring[(q->head + q->count) % HAK_QUARANTINE_SLOTS] = k->b;
+    q->count++;
+    q->bytes += cost;
+}
+
+static size_t quarantine_flush(hak_heap_t *h, const char *fn) {
+    hak_quarantine_t *q = &h->quarantine;
+    size_t n = q->count;
+    while (q->count) {
+        uintptr_t old = q->ring[q->head];
+        q->head = (q->head + 1) % HAK_QUARANTINE_SLOTS;
+        q->count--;
+        blk_release(old, fn, 1);
+    }
+    q->bytes = 0;
+    return n;
+}
+
+/* A thread's quarantine is checked and emptied when it exits. */
+void hak_harden_thread_exit(hak_heap_t *h) {
+    if (h != &hak_heap_empty) quarantine_flush(h, "thread exit");
+}
+
+size_t hak_harden_trim(void) {
+    hak_heap_t *h = hak_tl_heap;
+    return h == &hak_heap_empty ? 0 : quarantine_flush(h, "malloc_trim");
+}
+
+/* At exit, the main thread's quarantine is checked: a write after free that
+ * no later free brought to light still stops the process. */
+__attribute__((destructor)) static void harden_fini(void) {
+    hak_heap_t *h = hak_tl_heap;
+    if (h != &hak_heap_empty) quarantine_flush(h, "exit");
+}
+
+/* Free a checked block: zero it, mark it freed, quarantine it. */
+static void blk_free(const blk_t *k, const char *fn) {
+    uintptr_t b = k->b, p = b + k->off;
+    size_t z = zero_len(k->n, k->off, k->large);
+    memset((void *)p, 0, z);
+    ((uint64_t *)b)[1] = hak_block_key(b);       /* freed; word 0 keeps n and off */
+    hak_heap_t *h = hak_tl_heap;
+    /* a thread that never had a small block has no heap yet: it gets one
+     * for its quarantine */
+    if (h == &hak_heap_empty && hak_opt.quarantine_kib) h = hak_heap_acquire();
+    if (hak_opt.quarantine_kib == 0 || h == NULL) {
+        blk_release(b, fn, 0);
+        return;
+    }
+    if (k->large && hak_opt.guard_pages)
+        mprotect((void *)(b + PAGE), k->usable, PROT_NONE);   /* to the guard page's end */
+    quarantine_put(h, k, fn);
+}
+
+/* ------------------------------------------------------------ the API */
+
+HAK_EXPORT void *hak_malloc(size_t n) { return blk_alloc(0, n); }
+
+HAK_EXPORT void hak_free(void *p) {
+    if (!p) return;
+    blk_t k;
+    blk_check((uintptr_t)p, "free", &k);
+    blk_free(&k, "free");
+}
+
+HAK_EXPORT void hak_free_sized(void *p, size_t size) {
+    if (!p) return;
+    blk_t k;
+    blk_check((uintptr_t)p, "free_sized", &k);
+    if (size != k.n) hak_fatal_block("free_sized", "size does not match: free_sized() was given another size for the", p, k.n, "");
+    blk_free(&k, "free_sized");
+}
+
+HAK_EXPORT void hak_free_aligned_sized(void *p, size_t align, size_t size) {
+    (void)align;
+    if (!p) return;
+    blk_t k;
+    blk_check((uintptr_t)p, "free_aligned_sized", &k);
+    if (size != k.n)
+        hak_fatal_block("free_aligned_sized", "size does not match: free_aligned_sized() was given another size for the",
+                        p, k.n, "");
+    blk_free(&k, "free_aligned_sized");
+}
+
+HAK_EXPORT void *hak_calloc(size_t n, size_t size) {
+    size_t total;
+    if (__builtin_mul_overflow(n, size, &total)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    void *p = blk_alloc(0, total);
+    if (p) memset(p, 0, total);
+    return p;
+}
+
+HAK_EXPORT void *hak_realloc(void *p, size_t n) {
+    if (p == NULL) return hak_malloc(n);
+    if (n == 0) {                                /* glibc: free and return NULL */
+        blk_t k;
+        blk_check((uintptr_t)p, "realloc", &k);
+        blk_free(&k, "realloc");
+        return NULL;
+    }
+    blk_t k;
+    blk_check((uintptr_t)p, "realloc", &k);
+    /* In place while the block holds n and a canary byte, and is not more
+     * than twice what n needs. */
+    if (n <= N_MAX && k.off + n < k.usable && (k.off + n + 1) * 2 > k.usable) {
+        hdr_set(k.b, n, k.off);
+        if (hak_opt.canary) {
+            size_t span = blk_end(&k) - ((uintptr_t)p + n);
+            canary_fill((uintptr_t)p + n, span < CANARY_SPAN ? span : CANARY_SPAN);
+        }
+        return p;
+    }
+    void *np = blk_alloc(k.off > HDR ? k.off : 0, n);
+    if (!np) return NULL;
+    memcpy(np, p, n < k.n ? n : k.n);
+    blk_free(&k, "realloc");
+    return np;
+}
+
+HAK_EXPORT void *hak_reallocarray(void *p, size_t n, size_t size) {
+    size_t total;
+    if (__builtin_mul_overflow(n, size, &total)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return hak_realloc(p, total);
+}
+
+static int is_pow2(size_t a) { return a != 0 && (a & (a - 1)) == 0; }
+
+static void *aligned(size_t align, size_t n) { return blk_alloc(align > HAK_MIN_ALIGN ? align : 0, n); }
+
+HAK_EXPORT int hak_posix_memalign(void **out, size_t align, size_t n) {
+    if (!is_pow2(align) || align % sizeof(void *) != 0) return EINVAL;
+    int saved = errno;
+    void *p = aligned(align, n);
+    if (!p) {
+        errno = saved;
+        return ENOMEM;
+    }
+    *out = p;
+    return 0;
+}
+
+HAK_EXPORT void *hak_aligned_alloc(size_t align, size_t n) {
+    if (!is_pow2(align)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    return aligned(align, n);
+}
+
+HAK_EXPORT void *hak_memalign(size_t align, size_t n) {
+    if (align > ((size_t)1 << 62)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if (!is_pow2(align)) {                       /* glibc: round up to a power of two */
+        size_t a = HAK_MIN_ALIGN;
+        while (a < align) a <<= 1;
+        align = a;
+    }
+    return aligned(align, n);
+}
+
+HAK_EXPORT void *hak_valloc(size_t n) { return aligned(PAGE, n); }
+
+HAK_EXPORT void *hak_pvalloc(size_t n) {
+    if (n > SIZE_MAX - PAGE) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    n = n ? (n + PAGE - 1) & ~(PAGE - 1) : PAGE;
+    return aligned(PAGE, n);
+}
+
+/* The size asked for: the bytes behind it are the canary. */
+HAK_EXPORT size_t hak_malloc_usable_size(void *p) {
+    if (!p) return 0;
+    blk_t k;
+    blk_check((uintptr_t)p, "malloc_usable_size", &k);
+    return k.n;
+}
+
+#if HAKMEM_OVERRIDE
+#include "hak_aliases.h"
+#endif
+
+#endif /* HAKMEM_HARDENED */
