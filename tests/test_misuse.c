@@ -302,7 +302,23 @@ static void test_double_free_later(void **state)
 /* Safe-linking: the first word of a free block is its encoded free-list
  * link.  A write after free over it must stop the process, naming the
  * block, when the list reaches that block: never follow the written value. */
-struct uaf_case { size_t size; int what; };   /* what: 0 zeros, 1 a pointer, 2 text */
+struct uaf_case { size_t size; int what; int core; };   /* what: 0 zeros, 1 a pointer, 2 text */
+
+/* The hardened flavor keeps a freed block in the thread's quarantine, zeroed,
+ * and hands it back to the core only later, and the core's link of a block
+ * is TU_HARD_HDR bytes before the user's pointer.  So there a case either
+ * writes at the user's pointer while the block waits (core 0: found when it
+ * leaves the quarantine, "use after free"; zeros cannot be told apart from
+ * the zeroed block), or waits until the block is back in the core and
+ * writes over the core's link (core 1: "corrupted free list", as in release
+ * and debug, naming the core's block). */
+static void *uaf_target(void *p, const struct uaf_case *c)
+{
+    if (!c->core)
+        return p;
+    tu_quarantine_flush();
+    return (char *)p - TU_HARD_HDR;
+}
 
 static void uaf_write(void *p, int what)
 {
@@ -323,12 +339,14 @@ static int do_uaf_link_bin(void *arg)
     memset(q, 2, c->size);
     free(q);
     free(p);                 /* p is the head, its link leads to q */
-    tu_expect_addr(p);
-    uaf_write(p, c->what);
+    void *t = uaf_target(p, c);
+    tu_expect_addr(t);       /* the message names the core's block */
+    uaf_write(t, c->what);
     void *r = malloc(c->size);
     void *s = malloc(c->size);
     (void)tu_launder(r);
     (void)tu_launder(s);
+    tu_quarantine_flush();   /* hardened: p leaves the quarantine */
     return 0;
 }
 
@@ -336,14 +354,21 @@ static void test_uaf_write_link_bin(void **state)
 {
     (void)state;
     static const struct uaf_case cases[] = {
-        {48, 0}, {48, 1}, {48, 2}, {1000, 0}, {20000, 1}, {200000, 2},
+        {48, 0, 0}, {48, 1, 0}, {48, 2, 0}, {1000, 0, 0}, {20000, 1, 0}, {200000, 2, 0},
+    };
+    static const struct uaf_case hardened[] = {
+        {48, 1, 0}, {48, 2, 0}, {1000, 1, 0}, {20000, 2, 0}, {200000, 1, 0},
+        {48, 0, 1}, {48, 1, 1}, {48, 2, 1}, {1000, 0, 1}, {20000, 1, 1}, {200000, 2, 1},
     };
     static const char *what[] = {"zeros", "a pointer", "text"};
-    char name[128];
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        snprintf(name, sizeof name, "%s written over the link of a freed malloc(%zu)",
-                 what[cases[i].what], cases[i].size);
-        expect_abort_msg(do_uaf_link_bin, (void *)&cases[i], name, "corrupted free list");
+    const struct uaf_case *c = tu_hardened() ? hardened : cases;
+    size_t n = tu_hardened() ? sizeof hardened / sizeof hardened[0] : sizeof cases / sizeof cases[0];
+    char name[160];
+    for (size_t i = 0; i < n; i++) {
+        snprintf(name, sizeof name, "%s written over the %s of a freed malloc(%zu)",
+                 what[c[i].what], c[i].core ? "core's link (hardened)" : "link", c[i].size);
+        expect_abort_msg(do_uaf_link_bin, (void *)&c[i], name,
+                         tu_hardened() && !c[i].core ? "use after free" : "corrupted free list");
     }
 }
 
@@ -365,8 +390,12 @@ static int do_uaf_link_slab(void *arg)
      * is released and its free list dropped) */
     for (int i = 1; i < N; i += 2)
         free(a[i]);
-    tu_expect_addr(a[1]);    /* freed first: flushed to its slab long ago */
-    uaf_write(a[1], 0);
+    /* freed first: flushed to its slab long ago; hardened: once out of the
+     * quarantine, over the core's link (the message names the core's block) */
+    static const struct uaf_case c = {48, 0, 1};
+    void *t = tu_hardened() ? uaf_target(a[1], &c) : a[1];
+    tu_expect_addr(t);
+    uaf_write(t, 0);
     for (int i = 1; i < N; i += 2)
         a[i] = tu_launder(malloc(48));
     return 0;
@@ -390,11 +419,17 @@ static void test_uaf_link_hak_check(void **state)
     assert_non_null(q);
     free(q);
     free(p);
+    /* hardened: once out of the quarantine, the core's link */
+    uintptr_t *w = p;
+    if (tu_hardened()) {
+        tu_quarantine_flush();
+        w = p - TU_HARD_HDR / sizeof *p;
+    }
     assert_int_equal(hak_check(), 0);
-    uintptr_t saved = p[0];
-    p[0] = 0;
+    uintptr_t saved = w[0];
+    w[0] = 0;
     assert_true(hak_check() >= 1);
-    p[0] = saved;
+    w[0] = saved;
     assert_int_equal(hak_check(), 0);
     free(tu_launder(malloc(64)));
 }
@@ -416,11 +451,70 @@ static int do_free_next_block(void *arg)
     return 0;
 }
 
+/* Hardened: p + size is inside p's own core block (its canary), and the
+ * next block of the slab is found from the distances between blocks of one
+ * class (random carving order): 16 blocks, the class size is their gcd, and
+ * a block start between the lowest and the highest that none of them has is
+ * a block carved into the bin and never handed out (or, with no gap, the
+ * one after the highest).  Small classes only: the 16 blocks must come from
+ * one slab. */
+static int do_free_next_block_hardened(void *arg)
+{
+    size_t n = (size_t)(uintptr_t)arg;
+    enum { K = 16 };
+    char *b[K], *lo, *hi, *q = NULL;
+    uintptr_t g = 0;
+    warm_up();
+    for (int i = 0; i < K; i++) {
+        if (!(b[i] = malloc(n)))
+            return 3;
+        memset(b[i], 4, n);
+    }
+    lo = hi = b[0];
+    for (int i = 1; i < K; i++) {
+        uintptr_t d = b[i] > b[0] ? (uintptr_t)(b[i] - b[0]) : (uintptr_t)(b[0] - b[i]);
+        while (d) {
+            uintptr_t t = g % d;
+            g = d;
+            d = t;
+        }
+        lo = b[i] < lo ? b[i] : lo;
+        hi = b[i] > hi ? b[i] : hi;
+    }
+    if (g < n + TU_HARD_HDR) {
+        fprintf(stderr, "test setup: %d blocks of malloc(%zu) give a class size of %lu\n", K, n,
+                (unsigned long)g);
+        return 5;
+    }
+    for (char *c = lo + g; c <= hi + g && !q; c += g) {
+        int seen = 0;
+        for (int i = 0; i < K; i++)
+            seen |= b[i] == c;
+        if (!seen)
+            q = c;
+    }
+    tu_expect_addr(q);
+    free(tu_launder(q));
+    return 0;
+}
+
 static void test_free_block_not_handed_out(void **state)
 {
     (void)state;
     static const size_t sizes[] = {64, 4096, 65536};
     char name[96];
+    if (tu_hardened()) {
+        for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+            snprintf(name, sizeof name, "free of p+%zu, p = malloc(%zu) (hardened)", sizes[i],
+                     sizes[i]);
+            expect_abort_msg(do_free_next_block, (void *)(uintptr_t)sizes[i], name,
+                             "invalid pointer (inside a block)");
+        }
+        /* a small class: 16 blocks come from one slab */
+        expect_abort_msg(do_free_next_block_hardened, (void *)(uintptr_t)64,
+                         "free of a malloc(64) block not handed out (hardened)", "not handed out");
+        return;
+    }
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
         snprintf(name, sizeof name, "free of p+%zu, p = malloc(%zu), a fresh heap", sizes[i], sizes[i]);
         expect_abort_msg(do_free_next_block, (void *)(uintptr_t)sizes[i], name, "not handed out");
@@ -502,7 +596,14 @@ static int three_runs(unsigned char **l, unsigned char **p, unsigned char **r)
     memset(*l, 1, mib);
     memset(*p, 2, mib);
     memset(*r, 3, mib);
-    if (*p != *l + mib || *r != *p + mib) {
+    /* hardened: each block's core block is TU_HARD_HDR bytes before it, and
+     * holds the header, the canary and the guard page besides the 1 MiB */
+    size_t d = (size_t)(*p - *l);
+    int adj = tu_hardened()
+                  ? (uintptr_t)*l % 4096 == TU_HARD_HDR && d > mib && d <= mib + 3 * 4096 &&
+                        d % 4096 == 0 && *r == *p + d
+                  : *p == *l + mib && *r == *p + mib;
+    if (!adj) {
         fprintf(stderr, "test setup: 1 MiB blocks %p %p %p are not adjacent\n", (void *)*l,
                 (void *)*p, (void *)*r);
         return 5;
@@ -541,9 +642,12 @@ static void test_double_free_large_merged(void **state)
     expect_abort_msg(do_double_free_large_merged, NULL,
                      "double free of a 1 MiB block freed after both neighbours (merged with them)",
                      "double free");
+    /* hardened: the block left the quarantine when the later frees pushed it
+     * out, and its pages are in L's free run: no block starts there */
     expect_abort_msg(do_double_free_large_merged, (void *)1,
                      "double free of a 1 MiB block freed before both neighbours (they merged "
-                     "its pages into their run)", "double free");
+                     "its pages into their run)",
+                     tu_hardened() ? "a large block freed before" : "double free");
 }
 
 static int do_free_interior_large_run(void *arg)

@@ -10,6 +10,7 @@
  *   run_in_child        run a function in a forked child with stderr captured
  *   tu_shared_page      a MAP_SHARED page a child can use to report to the parent
  *   tu_launder          hide a pointer's provenance from the compiler
+ *   tu_hardened         the hardened flavor: TU_HARD_HDR, tu_quarantine_flush
  */
 #ifndef HAKMEM_TEST_UTIL_H
 #define HAKMEM_TEST_UTIL_H
@@ -62,6 +63,36 @@ void free_aligned_sized(void *p, size_t alignment, size_t size);
 #define TU_MIB ((size_t)1024 * 1024)
 
 #define TU_UNUSED __attribute__((unused))
+
+/* ------------------------------------------------------ hardened flavor */
+
+/* The hardened flavor (libhakmem-hardened, hak_build_is_hardened()): the
+ * user's pointer is TU_HARD_HDR bytes past the block of the core, whose
+ * first two words are the block's header; once a freed block is back in the
+ * core they are its free-list link and free key, as at the user's pointer
+ * in release and debug.  A freed block first waits in the thread's
+ * quarantine (at most 256 blocks and HAKMEM_QUARANTINE_KIB, 1 MiB). */
+#define TU_HARD_HDR 16
+
+static inline int tu_hardened(void) { return hak_build_is_hardened() != 0; }
+
+/* Hardened: push every block of the calling thread's quarantine back to the
+ * core, by freeing 300 blocks of 4 KiB (more blocks and bytes than the
+ * default quarantine holds), which stay in it: slab blocks only, so the
+ * large tier's counters see just the blocks pushed out.  Release and debug:
+ * nothing. */
+static inline void tu_quarantine_flush(void)
+{
+    enum { N = 300 };
+    void *b[N];
+    int i;
+    if (!tu_hardened())
+        return;
+    for (i = 0; i < N; i++)
+        b[i] = malloc(4096);
+    for (i = 0; i < N; i++)
+        free(b[i]);
+}
 
 /* ------------------------------------------------------------------ PRNG */
 
