@@ -1,7 +1,8 @@
 /* test_diag: hakmem's diagnostics, statistics and runtime options.
  *
- *   build facts     hak_build_is_debug / hak_build_has_counters agree with
- *                   the library file the test was linked against
+ *   build facts     hak_build_is_debug / hak_build_has_counters /
+ *                   hak_build_is_hardened agree with the library file the
+ *                   test was linked against
  *   detectors       corrupted free lists caught on malloc and on refill (both
  *                   flavors: safe-linking), and in the debug flavor a double
  *                   free whose free key was overwritten, an interior free
@@ -330,7 +331,7 @@ static void run_self(const char *const *vars, const char *what)
 static void test_build_flags(void **state)
 {
     (void)state;
-    int dbg = hak_build_is_debug(), cnt = hak_build_has_counters();
+    int dbg = hak_build_is_debug(), cnt = hak_build_has_counters(), hard = hak_build_is_hardened();
     Dl_info info;
     void *sym = dlsym(RTLD_DEFAULT, "hak_build_is_debug");
 
@@ -342,6 +343,13 @@ static void test_build_flags(void **state)
     if (strncmp(base, "libhakmem-debug.so", 18) == 0) {
         assert_int_equal(dbg, 1);
         assert_int_equal(cnt, 1);
+        assert_int_equal(hard, 0);
+    } else if (strncmp(base, "libhakmem-hardened.so", 21) == 0) {
+        /* release code with the hardened API in front (its statistics say
+         * "release") */
+        assert_int_equal(dbg, 0);
+        assert_int_equal(cnt, 0);
+        assert_int_equal(hard, 1);
     } else if (strncmp(base, "libhakmem.so", 12) == 0 ||
                /* release code exporting only the hak_ names, with or
                 * without a sanitizer (make test-sanitize) */
@@ -350,6 +358,7 @@ static void test_build_flags(void **state)
                strncmp(base, "libhakmem-tsan.so", 17) == 0) {
         assert_int_equal(dbg, 0);
         assert_int_equal(cnt, 0);
+        assert_int_equal(hard, 0);
     } else {
         fail_msg("hak_build_is_debug comes from an unexpected object: %s", info.dli_fname);
     }
@@ -379,6 +388,10 @@ static int do_corrupt_bin_link(void *arg)
     free(q);
     free(p);
     p = tu_launder(p);
+    if (tu_hardened()) {            /* once out of the quarantine: the core's link */
+        tu_quarantine_flush();
+        p -= TU_HARD_HDR / sizeof *p;
+    }
     p[0] = (void *)BOGUS_ADDR;                    /* use after free */
     tu_expect_addr((void *)BOGUS_ADDR);
     sh->stage = 1;
@@ -411,6 +424,10 @@ static int do_corrupt_slab_link(void *arg)
     for (i = 0; i < N; i++)
         free(a[i]);
     void **p = tu_launder(a[0]);
+    if (tu_hardened()) {            /* once out of the quarantine: the core's link */
+        tu_quarantine_flush();
+        p -= TU_HARD_HDR / sizeof *p;
+    }
     p[0] = (void *)BOGUS_ADDR;
     tu_expect_addr((void *)BOGUS_ADDR);
     sh->stage = 1;
@@ -565,6 +582,10 @@ static int do_check_corrupt(void *arg)
         return 2;
     free(p);
     p = tu_launder(p);
+    if (tu_hardened()) {            /* once out of the quarantine: the core's words */
+        tu_quarantine_flush();
+        p -= TU_HARD_HDR / sizeof *p;
+    }
     if (arg)
         p[0] = (long)BOGUS_ADDR;
     else
