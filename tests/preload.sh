@@ -2,6 +2,8 @@
 # preload.sh DIR [LIBNAME]
 #
 # LD_PRELOAD DIR/LIBNAME (default libhakmem.so) into real Debian programs.
+# With the hardened library (libhakmem-hardened.so) also: its usable size and
+# its overflow check in a preloaded program (check_hardened).
 # Each workload runs once without and once with the preload; stdout, stderr
 # and the exit status must be identical byte for byte.  Programs started by
 # the workload (git's helpers, cc1, as, ld, awk, ...) inherit the preload.
@@ -707,7 +709,48 @@ PY
     fi
 }
 
+# The hardened library (libhakmem-hardened.so) in a real program: the usable
+# size is the size asked for, and a write one byte past the end of a block
+# stops the program at its free with hakmem's message.
+check_hardened() {
+    case $LIBNAME in
+        *-hardened.so*) ;;
+        *) return ;;
+    esac
+    if ! have python3; then
+        bad "hardened checks in python3" "python3 not installed"
+        return
+    fi
+    # (in braces with stderr closed off: the shell's own "Aborted" line)
+    { out=$(LD_PRELOAD=$LIB python3 - 2>&1 <<'PY'
+import ctypes
+libc = ctypes.CDLL(None)
+libc.malloc.restype = ctypes.c_void_p
+libc.malloc.argtypes = [ctypes.c_size_t]
+libc.malloc_usable_size.restype = ctypes.c_size_t
+libc.malloc_usable_size.argtypes = [ctypes.c_void_p]
+libc.free.argtypes = [ctypes.c_void_p]
+p = libc.malloc(1000)
+print("usable %d" % libc.malloc_usable_size(p), flush=True)
+ctypes.memset(p + 1000, 0x41, 1)
+libc.free(p)
+print("not stopped", flush=True)
+PY
+); rc=$?; } 2>/dev/null
+    case $out in
+        *"usable 1000"*) ok "hardened: malloc_usable_size(malloc(1000)) = 1000 in python3" ;;
+        *) bad "hardened: malloc_usable_size(malloc(1000)) in python3" "want 1000: $(echo "$out" | head -c 300)" ;;
+    esac
+    if [ $rc -eq 134 ] && echo "$out" | grep -q "^hakmem: free(): buffer overflow (a write past the end) of the 1000-byte block" &&
+        ! echo "$out" | grep -q "not stopped"; then
+        ok "hardened: a write past the end stops python3 at free (SIGABRT, hakmem's message)"
+    else
+        bad "hardened: a write past the end in python3" "exit $rc, want 134 (SIGABRT) and hakmem's message: $(echo "$out" | head -c 300)"
+    fi
+}
+
 check_active
+check_hardened
 for prog in ${ONLY:-python3:python perl:perl sqlite3:sqlite git:git gcc:gcc}; do
     bin=${prog%%:*}
     name=${prog#*:}
