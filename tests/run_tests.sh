@@ -1,13 +1,15 @@
 #!/bin/sh
 # run_tests.sh BUILDDIR
 #
-# Runs every test of both flavors:
-#   BUILDDIR/tests/{test_api,test_stress,test_fork,test_misuse}-{release,debug}
-#   and any other BUILDDIR/tests/*-{release,debug} (cmocka: each case counts)
-#   BUILDDIR/tests/test_static-{release,debug}  (each check counts)
+# Runs every test of the three flavors (release, debug, hardened):
+#   BUILDDIR/tests/{test_api,test_stress,test_fork,test_misuse,test_diag,
+#   test_tiers}-{release,debug,hardened}
+#   and any other BUILDDIR/tests/*-{release,debug,hardened} (cmocka: each
+#   case counts)
+#   BUILDDIR/tests/test_static-{release,debug,hardened}  (each check counts)
 #   tests/check_release.sh (the release library carries no diagnostics)
-#   tests/preload.sh against BUILDDIR/libhakmem.so and libhakmem-debug.so
-#                                          (each check counts)
+#   tests/preload.sh against BUILDDIR/libhakmem.so, libhakmem-debug.so and
+#   libhakmem-hardened.so                  (each check counts)
 #   tests/package.sh: make install, the launcher, pkg-config and CMake, and
 #     as root the Debian packages built, lintian'd, installed and purged
 #                                          (each check counts; parts whose
@@ -19,6 +21,7 @@
 #   HAKMEM_TEST_TIMEOUT   seconds per binary before it is killed (default 600)
 #   HAKMEM_TEST_SCALE     workload scale for the stress/fork tests (default 1)
 #   HAKMEM_PRELOAD_DEBUG  0 to skip the preload run with the debug library
+#   HAKMEM_PRELOAD_HARDENED  0 to skip the preload run with the hardened library
 
 set -u
 
@@ -26,6 +29,7 @@ B=${1:-build}
 HERE=$(cd "$(dirname "$0")" && pwd)
 TIMEOUT=${HAKMEM_TEST_TIMEOUT:-600}
 PRELOAD_DEBUG=${HAKMEM_PRELOAD_DEBUG:-1}
+PRELOAD_HARDENED=${HAKMEM_PRELOAD_HARDENED:-1}
 
 total_pass=0
 total_fail=0
@@ -133,7 +137,7 @@ run_counted() {
 # BUILDDIR/tests/*-FLAVOR that the Makefile builds.
 CMOCKA_TESTS="test_api test_stress test_fork test_misuse test_diag test_tiers"
 
-for flavor in release debug; do
+for flavor in release debug hardened; do
     for t in $CMOCKA_TESTS; do
         run_cmocka "$B/tests/$t-$flavor"
     done
@@ -160,6 +164,9 @@ run_counted "release-check" release-check sh "$HERE/check_release.sh" "$B"
 run_counted "preload-release" preload sh "$HERE/preload.sh" "$B" libhakmem.so
 if [ "$PRELOAD_DEBUG" != 0 ]; then
     run_counted "preload-debug" preload sh "$HERE/preload.sh" "$B" libhakmem-debug.so
+fi
+if [ "$PRELOAD_HARDENED" != 0 ]; then
+    run_counted "preload-hardened" preload sh "$HERE/preload.sh" "$B" libhakmem-hardened.so
 fi
 
 run_counted "package" package sh "$HERE/package.sh"
