@@ -136,9 +136,10 @@ bench_random_mixed_hakmem: $(B)/libhakmem$(SUFFIX).a
 # The table goes to stdout and bench/results/bench.md; bench/results/bench.dat
 # holds its numbers, drawn by gnuplot (bench/bench_chart.gp) into
 # bench/results/bench.svg and bench.png.
-bench: $(BENCHES) $(B)/libhakmem.so $(B)/libhakmem-counters.so
+bench: $(BENCHES) $(B)/libhakmem.so $(B)/libhakmem-counters.so $(B)/libhakmem-hardened.so
 	python3 bench/run_bench.py --lib $(B)/libhakmem.so --bindir $(B) \
 	  --extra hakmem+counters=$(B)/libhakmem-counters.so \
+	  --extra hakmem-hardened=$(B)/libhakmem-hardened.so \
 	  --out bench/results/bench.md --chart bench/results
 
 # --------------------------------------------------------------------- tests
