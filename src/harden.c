@@ -268,13 +268,21 @@ static void *blk_alloc(size_t align, size_t n) {
 
 /* ------------------------------------------------------------ quarantine */
 
+/* Is a large block of `total` bytes PROT_NONE past its first page while it
+ * waits in the quarantine?  Huge blocks (a mapping each) with guard pages
+ * on, every large block with HAKMEM_GUARD_PAGES=2: protecting a run of a
+ * few hundred KiB made the 64 KiB-1 MiB band 7x slower, a mapping of tens
+ * of MiB costs little next to its page faults. */
+HAK_INLINE int quarantine_protects(size_t total) {
+    return hak_opt.guard_pages >= 2 || (hak_opt.guard_pages && total > hak_run_max());
+}
+
 /* Bytes of a freed block that are zeroed (and checked when it leaves the
- * quarantine): the first HAKMEM_ZERO_ON_FREE_KIB of its n; of a large block
- * with guard pages, only those in its first page, since the rest is
- * PROT_NONE while it waits. */
-HAK_INLINE size_t zero_len(size_t n, size_t off, int large) {
+ * quarantine): the first HAKMEM_ZERO_ON_FREE_KIB of its n; of a block
+ * protected in quarantine, only those in its first page. */
+HAK_INLINE size_t zero_len(size_t n, size_t off, int prot) {
     size_t z = (size_t)hak_opt.zero_on_free_kib << 10;
-    if (large && hak_opt.guard_pages) z = off < PAGE ? PAGE - off : 0;
+    if (prot) z = off < PAGE ? PAGE - off : 0;
     return n < z ? n : z;
 }
 
@@ -307,16 +315,19 @@ static void blk_release(uintptr_t b, const char *fn, int check) {
     uint64_t p0 = ((const uint64_t *)b)[0] ^ hk0 ^ b;
     size_t n = (size_t)(p0 & N_MASK), off = (size_t)(p0 >> N_BITS) << 4;
     uintptr_t p = b + off;
-    int large = !hak_super_lookup((void *)b);
-    if (large && hak_opt.guard_pages) {
-        size_t u = large_usable(b);
+    int large = !hak_super_lookup((void *)b), prot = 0;
+    size_t u = large ? large_usable(b) : 0;
+    if (large && quarantine_protects(u)) {
+        prot = 1;
         mprotect((void *)(b + PAGE), u - PAGE, PROT_READ | PROT_WRITE);
+    } else if (large && hak_opt.guard_pages) {
+        mprotect((void *)(b + guard_off(off, n)), PAGE, PROT_READ | PROT_WRITE);
     }
     if (check) {
         /* the whole zeroed span of a block up to 256 bytes; of a larger one
          * its first 192 and last 64 bytes, where object headers, links and
          * lengths live (checking all of it doubled the cost of free) */
-        size_t z = zero_len(n, off, large);
+        size_t z = zero_len(n, off, prot);
         int ok = z <= CHECK_ALL ? is_zero(p, z) : is_zero(p, CHECK_HEAD) && is_zero(p + z - CHECK_TAIL, CHECK_TAIL);
         if (!ok) hak_fatal_block(fn, "use after free: a write into the", (void *)p, n, ", after it was freed");
     }
@@ -379,7 +390,8 @@ __attribute__((destructor)) static void harden_fini(void) {
 /* Free a checked block: zero it, mark it freed, quarantine it. */
 static void blk_free(const blk_t *k, const char *fn) {
     uintptr_t b = k->b, p = b + k->off;
-    size_t z = zero_len(k->n, k->off, k->large);
+    int prot = k->large && quarantine_protects(k->total);
+    size_t z = zero_len(k->n, k->off, prot);
     memset((void *)p, 0, z);
     ((uint64_t *)b)[1] = hak_block_key(b);       /* freed; word 0 keeps n and off */
     hak_heap_t *h = hak_tl_heap;
@@ -390,8 +402,7 @@ static void blk_free(const blk_t *k, const char *fn) {
         blk_release(b, fn, 0);
         return;
     }
-    if (k->large && hak_opt.guard_pages)
-        mprotect((void *)(b + PAGE), k->total - PAGE, PROT_NONE);   /* the guard page too */
+    if (prot) mprotect((void *)(b + PAGE), k->total - PAGE, PROT_NONE);   /* the guard page too */
     quarantine_put(h, k, fn);
 }
 

@@ -233,12 +233,14 @@ static const kind_t kinds[] = {
     { "underflow 1 MiB (memcpy)",        c_underflow_1m,         'O', "****" },
     { "overflow 1 B, then realloc",      c_overflow_realloc,     'O', "SSSS" },
     { "write after free, first byte",    c_uaf_write_first,      'O', "SSSS" },
-    /* 24 KiB: the quarantine checks a block's first 192 and last 64 bytes */
-    { "write after free, middle byte",   c_uaf_write_mid,        'O', "SMGG" },
-    { "write after free, last byte",     c_uaf_write_last,       'O', "SSGG" },
+    /* 24 KiB: the quarantine checks a block's first 192 and last 64 bytes;
+     * 1 MiB: zeroed and checked in its first 64 KiB only, and not PROT_NONE
+     * in quarantine (only huge blocks are, with HAKMEM_GUARD_PAGES=1) */
+    { "write after free, middle byte",   c_uaf_write_mid,        'O', "SMMG" },
+    { "write after free, last byte",     c_uaf_write_last,       'O', "SSMG" },
     { "read after free, first byte",     c_uaf_read_first,       'O', "ZZZZ" },
-    { "read after free, middle byte",    c_uaf_read_mid,         'O', "ZZGG" },
-    { "read after free (memcpy)",        c_uaf_read_memcpy,      'O', "ZZGG" },
+    { "read after free, middle byte",    c_uaf_read_mid,         'O', "ZZMG" },
+    { "read after free (memcpy)",        c_uaf_read_memcpy,      'O', "ZZMG" },
     { "write through a moved realloc's old pointer", c_write_after_realloc, 'O', "SSSS" },
     { "free_sized with the wrong size",  c_free_sized_wrong,     'O', "SSSS" },
     { "freed block handed out again at once", c_reuse,           'O', "PPPP" },
