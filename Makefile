@@ -136,9 +136,10 @@ bench_random_mixed_hakmem: $(B)/libhakmem$(SUFFIX).a
 # The table goes to stdout and bench/results/bench.md; bench/results/bench.dat
 # holds its numbers, drawn by gnuplot (bench/bench_chart.gp) into
 # bench/results/bench.svg and bench.png.
-bench: $(BENCHES) $(B)/libhakmem.so $(B)/libhakmem-counters.so
+bench: $(BENCHES) $(B)/libhakmem.so $(B)/libhakmem-counters.so $(B)/libhakmem-hardened.so
 	python3 bench/run_bench.py --lib $(B)/libhakmem.so --bindir $(B) \
 	  --extra hakmem+counters=$(B)/libhakmem-counters.so \
+	  --extra hakmem-hardened=$(B)/libhakmem-hardened.so \
 	  --out bench/results/bench.md --chart bench/results
 
 # --------------------------------------------------------------------- tests
@@ -159,6 +160,14 @@ $(B)/tests/%-debug: tests/%.c tests/test_util.h $(B)/libhakmem-debug.so $(B)/lib
 $(B)/tests/%-hardened: tests/%.c tests/test_util.h $(B)/libhakmem-hardened.so $(B)/libhakmem-hardened.so.$(VERSION_MAJOR)
 	@mkdir -p $(B)/tests
 	$(CC) $(TEST_CFLAGS) -o $@ $< -L$(B) -Wl,-rpath,'$$ORIGIN/..' -lhakmem-hardened -lcmocka -lpthread
+
+# 117 kinds of misuse, each in a child under LD_PRELOAD of a flavor (or any
+# allocator): run_tests.sh checks the hardened flavor's table and that release
+# and debug still stop every double and invalid free.  -O0 -fno-builtin: no
+# misuse may be optimised away.
+$(B)/tests/misuse_matrix: tests/misuse_matrix.c
+	@mkdir -p $(B)/tests
+	$(CC) -std=gnu11 -O0 -g -fno-builtin -Wall -Wextra -o $@ $< -lpthread
 
 # test_chaos preloads this into a child of its own to make mmap fail on demand.
 $(B)/tests/mmap_fail_shim.so: tests/mmap_fail_shim.c
@@ -212,7 +221,8 @@ test:
 
 # Unit, misuse, chaos, static, preload and package tests of both flavors.
 test-quick: $(TEST_BINS_R) $(TEST_BINS_D) $(TEST_BINS_H) $(B)/tests/test_static-release \
-	    $(B)/tests/test_static-debug $(B)/tests/test_static-hardened
+	    $(B)/tests/test_static-debug $(B)/tests/test_static-hardened $(B)/tests/misuse_matrix \
+	    $(B)/libhakmem-hardened.so
 	sh tests/run_tests.sh $(B)
 
 # The long tests: a soak of HAKMEM_SOAK_SECONDS (600)

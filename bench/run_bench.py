@@ -70,7 +70,11 @@ THIRD_PARTY = [
     ("mimalloc", ["libmimalloc.so.2", "libmimalloc.so.2.0", "libmimalloc.so"], "libmimalloc2.0"),
     ("jemalloc", ["libjemalloc.so.2", "libjemalloc.so"], "libjemalloc2"),
     ("tcmalloc", ["libtcmalloc_minimal.so.4", "libtcmalloc_minimal.so"], "libtcmalloc-minimal4"),
+    # LLVM's hardened allocator, the yardstick of hakmem's hardened flavor;
+    # not a peer for the standings (see HARDENED_PEERS)
+    ("scudo", ["libclang_rt.scudo_standalone-%s.so" % platform.machine()], "libclang-rt-14-dev"),
 ]
+HARDENED_PEERS = {"scudo"}
 
 MULTIARCH = {
     "x86_64": "x86_64-linux-gnu",
@@ -294,12 +298,14 @@ def search_dirs():
 
 def find_library(sonames, want_elf, cache):
     """First existing library with one of the sonames whose ELF class and
-    machine match the benchmark binaries."""
+    machine match the benchmark binaries (also where LLVM keeps its
+    runtimes, /usr/lib/llvm-*/lib/clang/*/lib/linux)."""
     candidates = []
     for so in sonames:
         for d in search_dirs():
             candidates.append(os.path.join(d, so))
         candidates.extend(cache.get(so, []))
+        candidates.extend(sorted(glob.glob("/usr/lib/llvm-*/lib/clang/*/lib/linux/" + so), reverse=True))
     for path in candidates:
         if os.path.isfile(path):
             ident = elf_id(path)
@@ -448,7 +454,7 @@ def md_escape(text):
 
 # The allocators hakmem is compared with ("peers"): not hakmem, nor the
 # variants of it given with --extra.
-PEERS = {"system"} | {name for name, _, _ in THIRD_PARTY}
+PEERS = {"system"} | {name for name, _, _ in THIRD_PARTY if name not in HARDENED_PEERS}
 REFERENCE = "mimalloc"
 
 

@@ -100,9 +100,9 @@ HAK_INLINE uint64_t canary_at(uintptr_t x) {
 static void canary_fill(uintptr_t x, size_t k) {
     uint64_t w = canary_at(x);
     if (k >= 8) {
-        memcpy((void *)x, &w, 8);
+        __builtin_memcpy((void *)x, &w, 8);
         uint64_t w2 = canary_at(x + k - 8);
-        memcpy((void *)(x + k - 8), &w2, 8);
+        __builtin_memcpy((void *)(x + k - 8), &w2, 8);
         return;
     }
     for (size_t i = 0; i < k; i++) ((uint8_t *)x)[i] = (uint8_t)(w >> (8 * i));
@@ -112,10 +112,10 @@ static void canary_fill(uintptr_t x, size_t k) {
 static int canary_ok(uintptr_t x, size_t k) {
     uint64_t w = canary_at(x), v;
     if (k >= 8) {
-        memcpy(&v, (const void *)x, 8);
+        __builtin_memcpy(&v, (const void *)x, 8);
         if (v != w) return 0;
         uint64_t w2 = canary_at(x + k - 8);
-        memcpy(&v, (const void *)(x + k - 8), 8);
+        __builtin_memcpy(&v, (const void *)(x + k - 8), 8);
         return v == w2;
     }
     for (size_t i = 0; i < k; i++)
@@ -128,13 +128,18 @@ static int canary_ok(uintptr_t x, size_t k) {
 /* What free and realloc know about a user's pointer once it is checked. */
 typedef struct {
     uintptr_t b;        /* the core's block */
-    size_t usable;      /* its bytes (large: up to the guard page) */
+    size_t total;       /* its bytes */
+    size_t usable;      /* its bytes up to the guard page (large), where the canary ends */
     size_t n, off;      /* from the header */
     int large;
 } blk_t;
 
 /* Bytes of a core block the user may have, and its end for the canary. */
 HAK_INLINE size_t blk_end(const blk_t *k) { return k->b + k->usable; }
+
+/* A large block's guard page: the first page after the user's bytes and
+ * one canary byte, so that an overflow of a page or more faults at once. */
+HAK_INLINE size_t guard_off(size_t off, size_t n) { return (off + n + 1 + PAGE - 1) & ~(PAGE - 1); }
 
 /* A large block's bytes as the core sees them: the run or mapping. */
 static size_t large_usable(uintptr_t b) { return hak_large_usable((const void *)b); }
@@ -178,19 +183,20 @@ static void blk_check(uintptr_t a, const char *fn, blk_t *k) {
             hak_fatal_ptr(fn, bo >= s->carved ? "invalid pointer (a block not handed out)"
                                               : "invalid pointer (inside a block)", (void *)a);
         k->b = base + bo;
-        k->usable = bs;
+        k->total = k->usable = bs;
     } else {
         if ((a & (HAK_MIN_ALIGN - 1)) || a < PAGE + HDR) hak_fatal_ptr(fn, "invalid pointer", (void *)a);
         size_t u = 0;
         k->b = large_find(a, &u);
         if (!k->b) hak_fatal_ptr(fn, "invalid pointer (not an allocated block, or a large block freed before)", (void *)a);
-        k->usable = u - (hak_opt.guard_pages ? PAGE : 0);
+        k->total = k->usable = u;
         k->large = 1;
     }
     uintptr_t b = k->b;
     if (((const uint64_t *)b)[1] == hak_block_key(b)) {
         /* freed: the user's pointer if it is where the freed header says */
-        if (hdr_freed_off(b) == a - b || a - b == HDR) hak_fatal_ptr(fn, "double free of", (void *)a);
+        if (hdr_freed_off(b) == a - b || a - b == HDR)
+            hak_fatal_ptr(fn, strncmp(fn, "free", 4) == 0 ? "double free of" : "use after free: a freed block", (void *)a);
         hak_fatal_ptr(fn, "invalid pointer (inside a freed block)", (void *)a);
     }
     if (!hdr_get(b, &k->n, &k->off)) {
@@ -200,7 +206,8 @@ static void blk_check(uintptr_t a, const char *fn, blk_t *k) {
         hak_fatal_ptr(fn, "invalid pointer (inside a block), or a block whose header was overwritten:", (void *)a);
     }
     if (b + k->off != a) hak_fatal_ptr(fn, "invalid pointer (inside a block)", (void *)a);
-    if (k->off + k->n >= k->usable)
+    if (k->large && hak_opt.guard_pages) k->usable = guard_off(k->off, k->n);
+    if (k->off + k->n >= k->usable || k->usable > k->total)
         hak_fatal_block(fn, "corrupted header (size beyond the block) of the", (void *)a, k->n, "");
     if (hak_opt.canary) {
         uintptr_t e = a + k->n;
@@ -240,8 +247,8 @@ static void *blk_alloc(size_t align, size_t n) {
         usable = hak_block_slab(b)->bsize;
     } else {
         usable = large_usable(b);
-        if (hak_opt.guard_pages) {
-            usable -= PAGE;
+        if (hak_opt.guard_pages) {                 /* m has room for it */
+            usable = guard_off(off, n);
             mprotect((void *)(b + usable), PAGE, PROT_NONE);   /* if it fails: no guard */
         }
     }
@@ -261,14 +268,46 @@ static void *blk_alloc(size_t align, size_t n) {
 
 /* ------------------------------------------------------------ quarantine */
 
+/* Is a large block of `total` bytes PROT_NONE past its first page while it
+ * waits in the quarantine?  Huge blocks (a mapping each) with guard pages
+ * on, every large block with HAKMEM_GUARD_PAGES=2: protecting a run of a
+ * few hundred KiB made the 64 KiB-1 MiB band 7x slower, a mapping of tens
+ * of MiB costs little next to its page faults. */
+HAK_INLINE int quarantine_protects(size_t total) {
+    return hak_opt.guard_pages >= 2 || (hak_opt.guard_pages && total > hak_run_max());
+}
+
 /* Bytes of a freed block that are zeroed (and checked when it leaves the
- * quarantine): the first HAKMEM_ZERO_ON_FREE_KIB of its n; of a large block
- * with guard pages, only those in its first page, since the rest is
- * PROT_NONE while it waits. */
-HAK_INLINE size_t zero_len(size_t n, size_t off, int large) {
+ * quarantine): the first HAKMEM_ZERO_ON_FREE_KIB of its n; of a block
+ * protected in quarantine, only those in its first page. */
+HAK_INLINE size_t zero_len(size_t n, size_t off, int prot) {
     size_t z = (size_t)hak_opt.zero_on_free_kib << 10;
-    if (large && hak_opt.guard_pages) z = off < PAGE ? PAGE - off : 0;
+    if (prot) z = off < PAGE ? PAGE - off : 0;
     return n < z ? n : z;
+}
+
+/* 1 if the z bytes from p are all zero: compared with a page of zeros by
+ * the C library's memcmp (vectorised), a page at a time. */
+static const uint8_t zero_page[4096];
+#define CHECK_ALL  256
+#define CHECK_HEAD 192
+#define CHECK_TAIL 64
+
+static int is_zero(uintptr_t p, size_t z) {
+    if (z <= 64) {                               /* inline: no call for small spans */
+        uint64_t acc = 0, v;
+        size_t i = 0;
+        for (; i + 8 <= z; i += 8) { __builtin_memcpy(&v, (const void *)(p + i), 8); acc |= v; }
+        for (; i < z; i++) acc |= ((const uint8_t *)p)[i];
+        return acc == 0;
+    }
+    while (z > 0) {
+        size_t k = z < sizeof zero_page ? z : sizeof zero_page;
+        if (memcmp((const void *)p, zero_page, k) != 0) return 0;
+        p += k;
+        z -= k;
+    }
+    return 1;
 }
 
 /* Give a quarantined (or not quarantined) block back to the core. */
@@ -276,18 +315,21 @@ static void blk_release(uintptr_t b, const char *fn, int check) {
     uint64_t p0 = ((const uint64_t *)b)[0] ^ hk0 ^ b;
     size_t n = (size_t)(p0 & N_MASK), off = (size_t)(p0 >> N_BITS) << 4;
     uintptr_t p = b + off;
-    int large = !hak_super_lookup((void *)b);
-    if (large && hak_opt.guard_pages) {
-        size_t u = large_usable(b);
+    int large = !hak_super_lookup((void *)b), prot = 0;
+    size_t u = large ? large_usable(b) : 0;
+    if (large && quarantine_protects(u)) {
+        prot = 1;
         mprotect((void *)(b + PAGE), u - PAGE, PROT_READ | PROT_WRITE);
+    } else if (large && hak_opt.guard_pages) {
+        mprotect((void *)(b + guard_off(off, n)), PAGE, PROT_READ | PROT_WRITE);
     }
     if (check) {
-        size_t z = zero_len(n, off, large);
-        const uint64_t *w = (const uint64_t *)p;
-        uint64_t acc = 0;
-        for (size_t i = 0; i < z / 8; i++) acc |= w[i];
-        for (size_t i = z & ~(size_t)7; i < z; i++) acc |= ((const uint8_t *)p)[i];
-        if (acc) hak_fatal_block(fn, "use after free: a write into the", (void *)p, n, ", after it was freed");
+        /* the whole zeroed span of a block up to 256 bytes; of a larger one
+         * its first 192 and last 64 bytes, where object headers, links and
+         * lengths live (checking all of it doubled the cost of free) */
+        size_t z = zero_len(n, off, prot);
+        int ok = z <= CHECK_ALL ? is_zero(p, z) : is_zero(p, CHECK_HEAD) && is_zero(p + z - CHECK_TAIL, CHECK_TAIL);
+        if (!ok) hak_fatal_block(fn, "use after free: a write into the", (void *)p, n, ", after it was freed");
     }
     ((uint64_t *)b)[1] = 0;                      /* the core's "not free" */
     hak_core_free((void *)b);
@@ -301,7 +343,7 @@ static size_t qcost(uintptr_t b) {
 static void quarantine_put(hak_heap_t *h, const blk_t *k, const char *fn) {
     hak_quarantine_t *q = &h->quarantine;
     size_t limit = (size_t)hak_opt.quarantine_kib << 10;
-    size_t cost = k->large ? k->usable + (hak_opt.guard_pages ? PAGE : 0) : k->usable;
+    size_t cost = k->total;
     while (q->count && (q->count == HAK_QUARANTINE_SLOTS || q->bytes + cost > limit)) {
         uintptr_t old = q->ring[q->head];
         q->head = (q->head + 1) % HAK_QUARANTINE_SLOTS;
@@ -348,7 +390,8 @@ __attribute__((destructor)) static void harden_fini(void) {
 /* Free a checked block: zero it, mark it freed, quarantine it. */
 static void blk_free(const blk_t *k, const char *fn) {
     uintptr_t b = k->b, p = b + k->off;
-    size_t z = zero_len(k->n, k->off, k->large);
+    int prot = k->large && quarantine_protects(k->total);
+    size_t z = zero_len(k->n, k->off, prot);
     memset((void *)p, 0, z);
     ((uint64_t *)b)[1] = hak_block_key(b);       /* freed; word 0 keeps n and off */
     hak_heap_t *h = hak_tl_heap;
@@ -359,8 +402,7 @@ static void blk_free(const blk_t *k, const char *fn) {
         blk_release(b, fn, 0);
         return;
     }
-    if (k->large && hak_opt.guard_pages)
-        mprotect((void *)(b + PAGE), k->usable, PROT_NONE);   /* to the guard page's end */
+    if (prot) mprotect((void *)(b + PAGE), k->total - PAGE, PROT_NONE);   /* the guard page too */
     quarantine_put(h, k, fn);
 }
 
@@ -417,7 +459,8 @@ HAK_EXPORT void *hak_realloc(void *p, size_t n) {
     blk_check((uintptr_t)p, "realloc", &k);
     /* In place while the block holds n and a canary byte, and is not more
      * than twice what n needs. */
-    if (n <= N_MAX && k.off + n < k.usable && (k.off + n + 1) * 2 > k.usable) {
+    if (n <= N_MAX && k.off + n < k.usable && (k.off + n + 1) * 2 > k.usable &&
+        (!k.large || !hak_opt.guard_pages || guard_off(k.off, n) == k.usable)) {
         hdr_set(k.b, n, k.off);
         if (hak_opt.canary) {
             size_t span = blk_end(&k) - ((uintptr_t)p + n);

@@ -59,9 +59,9 @@ static const option_desc_t options[] = {
       "hardened: KiB of freed blocks a thread holds back (zeroed, checked when they leave); 0: none" },
     { "ZERO_ON_FREE_KIB", &hak_opt.zero_on_free_kib, 0, 1 << 20,
       "hardened: a freed block's first KiB zeroed (and checked when it leaves the quarantine); 0: off" },
-    { "GUARD_PAGES", &hak_opt.guard_pages, 0, 1,
+    { "GUARD_PAGES", &hak_opt.guard_pages, 0, 2,
       "hardened: 1: a PROT_NONE page after every large block and before every SuperSlab's slabs;"
-      " quarantined large blocks are PROT_NONE" },
+      " 2: also quarantined large blocks are PROT_NONE past their first page" },
     { "RANDOM_CARVE", &hak_opt.random_carve, 0, 1,
       "hardened: 1: fresh blocks of a slab are handed out in random order" },
 #endif
