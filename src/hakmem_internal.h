@@ -381,6 +381,33 @@ HAK_INLINE void *bin_take(hak_heap_t *h, unsigned cls) {
     return bin_take_from(h, &h->bins[cls], cls);
 }
 
+/* Put a validated block on the thread's bin; its free key marks it free.
+ * The block may belong to a slab of another thread's heap: it stays "out of
+ * its slab" while it sits here, and goes back (as a remote free) only when
+ * this bin overflows or the thread exits. */
+HAK_INLINE void bin_put(hak_heap_t *h, unsigned cls, void *p, const char *fn) {
+    if (HAKMEM_DEBUG_CHECKS) hak_debug_on_free(p, fn);
+    if (HAKMEM_DEBUG_COUNTERS) HAK_STAT_ADD(h->stats[cls].frees, 1);
+    hak_bin_t *bin = &h->bins[cls];
+    void **b = p;
+    hak_link_set(b, bin->head);
+    b[1] = (void *)hak_block_key((uintptr_t)p);
+    bin->head = b;
+    bin->room--;
+}
+
+/* The bin's last free slot: the slow path (api.c) flushes half of the bin
+ * to the slabs after putting the block, or the thread has no heap yet. */
+void hak_bin_push_slow(hak_heap_t *h, unsigned cls, void *p, const char *fn);
+
+HAK_INLINE void bin_push(hak_heap_t *h, unsigned cls, void *p, const char *fn) {
+    if (HAK_UNLIKELY(h->bins[cls].room <= 1)) {
+        hak_bin_push_slow(h, cls, p, fn);
+        return;
+    }
+    bin_put(h, cls, p, fn);
+}
+
 /* ------------------------------------------------------- cross-module API */
 /* diag.c */
 __attribute__((noreturn)) void hak_fatal_ptr(const char *fn, const char *what, const void *p);

@@ -1,10 +1,12 @@
 #!/bin/sh
 # run_tests.sh BUILDDIR
 #
-# Runs every test of both flavors:
-#   BUILDDIR/tests/{test_api,test_stress,test_fork,test_misuse}-{release,debug}
-#   and any other BUILDDIR/tests/*-{release,debug} (cmocka: each case counts)
-#   BUILDDIR/tests/test_static-{release,debug}  (each check counts)
+# Runs every test of the three flavors:
+#   BUILDDIR/tests/{test_api,test_stress,test_fork,test_misuse}-{release,debug,hardened}
+#   and any other BUILDDIR/tests/*-{release,debug,hardened} (cmocka: each case counts)
+#   BUILDDIR/tests/test_static-{release,debug,hardened}  (each check counts)
+#   BUILDDIR/tests/misuse_matrix: 117 kinds of misuse under each flavor (the
+#     hardened flavor's table, and every double/invalid free stopped by all)
 #   tests/check_release.sh (the release library carries no diagnostics)
 #   tests/preload.sh against BUILDDIR/libhakmem.so and libhakmem-debug.so
 #                                          (each check counts)
@@ -133,7 +135,7 @@ run_counted() {
 # BUILDDIR/tests/*-FLAVOR that the Makefile builds.
 CMOCKA_TESTS="test_api test_stress test_fork test_misuse test_diag test_tiers"
 
-for flavor in release debug; do
+for flavor in release debug hardened; do
     for t in $CMOCKA_TESTS; do
         run_cmocka "$B/tests/$t-$flavor"
     done
@@ -156,6 +158,10 @@ for flavor in release debug; do
 done
 
 run_counted "release-check" release-check sh "$HERE/check_release.sh" "$B"
+
+run_counted "misuse-hardened" misuse "$B/tests/misuse_matrix" --expect hardened "$B/libhakmem-hardened.so"
+run_counted "misuse-release" misuse "$B/tests/misuse_matrix" --expect release "$B/libhakmem.so"
+run_counted "misuse-debug" misuse "$B/tests/misuse_matrix" --expect release "$B/libhakmem-debug.so"
 
 run_counted "preload-release" preload sh "$HERE/preload.sh" "$B" libhakmem.so
 if [ "$PRELOAD_DEBUG" != 0 ]; then
