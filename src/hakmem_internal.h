@@ -97,6 +97,8 @@
 #define HAK_CARVE_BYTES     4096    /* fresh blocks cut per refill (at least 8) */
 #define HAK_POOL_RETAIN_MAX 4       /* default of HAKMEM_POOL_RETAIN */
 #define HAK_ORPHAN_DEBT_MAX (4u << 20) /* then a thread trims exited threads' heaps */
+#define HAK_ORPHAN_RETAIN_HEAPS 4   /* exited threads' heaps keep this many heaps'
+                                     * HAKMEM_PURGE_RETAIN_MIB resident in all */
 
 #define HAK_SS_MAGIC        0x48414b4d53534c42ull   /* "HAKMSSLB" */
 #define HAK_REG_SS          1
@@ -181,6 +183,7 @@ typedef struct hak_heap {
     uint32_t nwarm_empty;                        /* warm SuperSlabs with no slab in use */
     size_t dirty_bytes;                          /* free slabs not yet purged */
     size_t orphan_debt;                          /* bytes sent back to exited threads' heaps */
+    size_t orphan_kept;                          /* exited: its share of the orphan budget */
     uint32_t active;                             /* a live thread uses it */
     struct hak_heap *next_all;                   /* every heap, for diagnostics */
     struct hak_heap *next_orphan;                /* heaps of exited threads */

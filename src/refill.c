@@ -298,6 +298,8 @@ pop:
 }
 
 static hak_heap_t *heap_orphans;   /* heaps of exited threads, for reuse */
+static size_t heap_trim_orphans(int full);
+static void orphan_unreserve(hak_heap_t *h);
 /* Orphans that hak_heap_trim_orphans has still to trim: a new thread may
  * adopt one from here too (only the heap being trimmed is out of reach). */
 static hak_heap_t *heap_trim_queue;
@@ -369,7 +371,7 @@ void unified_cache_flush(hak_heap_t *h, unsigned cls, uint32_t keep) {
     blocks_return(h, rest);
     if (HAK_UNLIKELY(h->orphan_debt > HAK_ORPHAN_DEBT_MAX)) {
         h->orphan_debt = 0;
-        hak_heap_trim_orphans();
+        heap_trim_orphans(0);
     }
 }
 
@@ -410,7 +412,7 @@ void hak_free_remote(hak_slab_t *s, uintptr_t a) {
     hak_free_remote_chain(s, (void *)a, (void *)a);
     if (cost && __atomic_add_fetch(&heapless_orphan_debt, cost, __ATOMIC_RELAXED) > HAK_ORPHAN_DEBT_MAX) {
         __atomic_store_n(&heapless_orphan_debt, 0, __ATOMIC_RELAXED);
-        hak_heap_trim_orphans();
+        heap_trim_orphans(0);
     }
 }
 
@@ -469,6 +471,7 @@ hak_heap_t *hak_heap_acquire(void) {
             __atomic_store_n(&heap_all, h, __ATOMIC_RELEASE);
         }
     }
+    if (h) orphan_unreserve(h);            /* its resident pages are ours now */
     if (h) __atomic_store_n(&h->active, 1, __ATOMIC_RELAXED);   /* read unlocked: blocks_return, stats */
     pthread_mutex_unlock(&hak_pool_lock);
     if (!h) return NULL;
@@ -478,11 +481,10 @@ hak_heap_t *hak_heap_acquire(void) {
     return h;
 }
 
-/* Every cached block back to its slab, every empty slab and SuperSlab
- * released, every free slab purged: for malloc_trim and thread exit.
- * Returns the bytes given back. */
-size_t hak_heap_trim(hak_heap_t *h) {
-    if (h == &hak_heap_empty) return 0;
+/* Every cached block back to its slab, every remote free taken back, every
+ * empty slab released and every empty SuperSlab given to the shared pool.
+ * Returns the bytes pooled. */
+static size_t heap_release(hak_heap_t *h) {
     size_t pooled = 0;
     for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) unified_cache_flush(h, c, 0);
     heap_drain_remote_forced(h, 1);
@@ -502,8 +504,53 @@ size_t hak_heap_trim(hak_heap_t *h) {
         }
     }
     h->nwarm_empty = 0;
-    size_t purged = heap_purge(h, 0);
-    return purged + pooled;
+    return pooled;
+}
+
+/* heap_release, and every free slab purged: for malloc_trim.  Returns the
+ * bytes given back. */
+size_t hak_heap_trim(hak_heap_t *h) {
+    if (h == &hak_heap_empty) return 0;
+    size_t pooled = heap_release(h);
+    return heap_purge(h, 0) + pooled;
+}
+
+/* An exited thread's heap keeps free slabs resident (in SuperSlabs that
+ * still hold live blocks) for the thread that adopts it next: a thread that
+ * exits and a new one that starts (waves of workers, thread pools) would
+ * otherwise purge and fault the same pages back each time (bench_mstress:
+ * 150k page faults, 4x the time).  All orphans together keep at most
+ * HAK_ORPHAN_RETAIN_HEAPS times HAKMEM_PURGE_RETAIN_MIB (a live heap's
+ * bound), 48 MiB by default, first come first served:
+ * each heap's share is its orphan_kept, summed in orphan_kept_all under
+ * hak_pool_lock and given back when the heap is adopted or trimmed. */
+static size_t orphan_kept_all;
+
+/* Caller holds hak_pool_lock. */
+static void orphan_unreserve(hak_heap_t *h) {
+    orphan_kept_all -= h->orphan_kept;
+    h->orphan_kept = 0;
+}
+
+/* Purge h (no thread uses it) down to its share of the orphan budget: at
+ * most what is resident, and what the other orphans left of the budget. */
+static size_t orphan_purge(hak_heap_t *h) {
+    size_t budget = ((size_t)hak_opt.purge_retain_mib << 20) * HAK_ORPHAN_RETAIN_HEAPS;
+    pthread_mutex_lock(&hak_pool_lock);
+    orphan_unreserve(h);
+    size_t room = budget > orphan_kept_all ? budget - orphan_kept_all : 0;
+    size_t keep = h->dirty_bytes < room ? h->dirty_bytes : room;
+    orphan_kept_all += keep;
+    h->orphan_kept = keep;
+    pthread_mutex_unlock(&hak_pool_lock);
+    size_t n = heap_purge(h, keep);
+    if (h->dirty_bytes < keep) {           /* purged by whole SuperSlabs: below */
+        pthread_mutex_lock(&hak_pool_lock);
+        orphan_kept_all -= keep - h->dirty_bytes;
+        h->orphan_kept = h->dirty_bytes;
+        pthread_mutex_unlock(&hak_pool_lock);
+    }
+    return n;
 }
 
 /* malloc_trim for the heaps of exited threads: no thread uses them, so the
@@ -513,7 +560,7 @@ size_t hak_heap_trim(hak_heap_t *h) {
  * where new threads can still adopt them, and are taken one at a time:
  * taking the whole list at once made every thread that started meanwhile
  * map a new heap, so thread churn grew the heap count without bound. */
-size_t hak_heap_trim_orphans(void) {
+static size_t heap_trim_orphans(int full) {
     pthread_mutex_lock(&hak_pool_lock);
     hak_heap_t *list = heap_orphans;
     if (list) {
@@ -531,8 +578,9 @@ size_t hak_heap_trim_orphans(void) {
         if (h) heap_trim_queue = h->next_orphan;
         pthread_mutex_unlock(&hak_pool_lock);
         if (!h) break;
-        n += hak_heap_trim(h);
+        n += full ? hak_heap_trim(h) : heap_release(h) + orphan_purge(h);
         pthread_mutex_lock(&hak_pool_lock);
+        if (full) orphan_unreserve(h);
         __atomic_store_n(&h->next_orphan, heap_orphans, __ATOMIC_RELAXED);
         __atomic_store_n(&heap_orphans, h, __ATOMIC_RELEASE);
         pthread_mutex_unlock(&hak_pool_lock);
@@ -540,13 +588,17 @@ size_t hak_heap_trim_orphans(void) {
     return n;
 }
 
-/* Thread exit: the heap gives back what it can (hak_heap_trim) and, with the
- * slabs that still hold live blocks, waits on the orphan list for the next
- * thread. */
+/* malloc_trim: the orphans trimmed in full. */
+size_t hak_heap_trim_orphans(void) { return heap_trim_orphans(1); }
+
+/* Thread exit: the heap gives back what it can but its share of the orphan
+ * budget and, with the slabs that still hold live blocks, waits on the
+ * orphan list for the next thread. */
 void hak_heap_abandon(hak_heap_t *h) {
     if (h == NULL || h == &hak_heap_empty) return;
     hak_tl_heap = &hak_heap_empty;
-    hak_heap_trim(h);
+    heap_release(h);
+    orphan_purge(h);
     pthread_mutex_lock(&hak_pool_lock);
     __atomic_store_n(&h->active, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&h->next_orphan, heap_orphans, __ATOMIC_RELAXED);
