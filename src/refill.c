@@ -217,18 +217,20 @@ static void slab_check_node(const hak_slab_t *s, const void *b) {
     hak_debug_check_node(s, s->cls, b, "refill");   /* aborts if b is not a block of s */
 }
 
+/* Move up to `want` blocks from the head of the slab's free list onto the
+ * bin: the run keeps its links (each decoded once, which checks it), only
+ * the last one is written. */
 static void slab_take_free(hak_slab_t *s, hak_bin_t *bin, uint32_t want) {
-    void *b = s->free, *head = bin->head;
-    uint32_t n = 0;
-    while (b && n < want) {
+    void *first = s->free, *last = first, *b;
+    uint32_t n = 1;
+    if (HAKMEM_DEBUG_CHECKS) slab_check_node(s, first);
+    while ((b = hak_link_get(last, "refill")) != NULL && n < want) {
         if (HAKMEM_DEBUG_CHECKS) slab_check_node(s, b);
-        void *next = hak_link_get(b, "refill");
-        hak_link_set(b, head);
-        head = b;
-        b = next;
+        last = b;
         n++;
     }
-    bin->head = head;
+    hak_link_set(last, bin->head);
+    bin->head = first;
     bin->room -= n;
     s->free = b;
     s->nfree -= n;
@@ -317,22 +319,25 @@ static size_t orphan_cost(const hak_slab_t *s, size_t n) {
     return c;
 }
 
-/* Blocks leaving a bin go back to their slabs: ours onto the slab's free
- * list, other heaps' (freed here after another thread allocated them) onto
- * the slab's remote list, a run of blocks of the same slab with one CAS. */
+/* Blocks leaving a bin go back to their slabs, a run of blocks of the same
+ * slab at a time (a bin flushed after a burst of frees mostly holds runs of
+ * a few slabs): ours onto the slab's free list, other heaps' (freed here
+ * after another thread allocated them) onto the slab's remote list with one
+ * CAS.  The run keeps its links (a link's encoding depends on its block
+ * only): only the last one is written. */
 static void blocks_return(hak_heap_t *h, void *list) {
     while (list) {
-        void **b = list;
-        list = hak_link_get(b, "flush");
+        void **b = list, **last = b;
         hak_slab_t *s = hak_block_slab((uintptr_t)b);
+        uintptr_t base = hak_slab_base(s), span = (uintptr_t)s->span_slots << HAK_SLAB_SHIFT;
+        uint32_t n = 1;
+        list = hak_link_get(b, "flush");
+        while (list && (uintptr_t)list - base < span) {
+            last = list;
+            list = hak_link_get(last, "flush");
+            n++;
+        }
         if (s->owner != h) {
-            void **last = b;
-            size_t n = 1;
-            while (list && hak_block_slab((uintptr_t)list) == s) {
-                last = list;
-                list = hak_link_get(last, "flush");
-                n++;
-            }
             hak_link_set(last, NULL);
             HAK_STAT_ADD(h->stats[s->cls].remote_frees, n);
             /* A heap whose thread exited has nobody to take its blocks back
@@ -342,10 +347,10 @@ static void blocks_return(hak_heap_t *h, void *list) {
             hak_free_remote_chain(s, b, last);
             continue;
         }
-        hak_link_set(b, s->free);
+        hak_link_set(last, s->free);
         s->free = b;
-        s->nfree++;
-        s->used--;
+        s->nfree += n;
+        s->used -= n;
         slab_after_return(h, s, 0);
     }
 }
