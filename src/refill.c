@@ -355,9 +355,70 @@ static void blocks_return(hak_heap_t *h, void *list) {
     }
 }
 
+static void bin_flush(hak_heap_t *h, unsigned cls, uint32_t keep);
+
+/* A bin's cap to start with: HAKMEM_FRONT_BUDGET_KIB of blocks, between
+ * HAK_FRONT_CAP_MIN and HAK_FRONT_CAP_MAX. */
+static uint32_t bin_base_cap(unsigned cls) {
+    uint32_t cap = (uint32_t)(hak_opt.front_budget_kib * 1024 / hak_class_size[cls]);
+    if (cap > HAK_FRONT_CAP_MAX) cap = HAK_FRONT_CAP_MAX;
+    if (cap < HAK_FRONT_CAP_MIN) cap = HAK_FRONT_CAP_MIN;
+    return cap;
+}
+
+static void bin_set_cap(hak_bin_t *bin, uint32_t cap) {
+    bin->room = cap - bin_count(bin);
+    bin->cap = cap;
+}
+
+/* Every bin of h back to its first cap (its blocks beyond half of it go back
+ * to their slabs). */
+static void bins_reset_caps(hak_heap_t *h) {
+    for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
+        hak_bin_t *bin = &h->bins[c];
+        uint32_t base = bin_base_cap(c);
+        if (bin->cap == base) continue;
+        if (bin_count(bin) >= base) bin_flush(h, c, base / 2);
+        bin_set_cap(bin, base);
+    }
+    h->front_grown = 0;
+    h->front_denied = 0;
+}
+
+/* A bin overflowed: double its cap instead of flushing, if it also ran dry
+ * since its last overflow (the thread allocates this class, not only frees
+ * it: a thread that frees what others allocated gives their blocks back at
+ * the same pace as before), while all bins of the heap have grown by at most
+ * HAK_FRONT_GROW_BUDGET bytes.  A burst of frees larger than the cap (n
+ * blocks allocated, then all freed) otherwise flushes half the bin every
+ * cap/2 frees and refills as often after (bench_simple n400: 2 of 5
+ * instructions of malloc/free were there).  The caps fall back to their
+ * start once growth was refused 64 times, so a heap's growth follows the
+ * classes it uses now. */
+static int bin_grow(hak_heap_t *h, unsigned cls, hak_bin_t *bin) {
+    uint32_t cap = bin->cap, size = hak_class_size[cls];
+    uint32_t refills = (uint32_t)h->stats[cls].refills;
+    if (refills == h->front_mark[cls]) return 0;
+    h->front_mark[cls] = refills;
+    if (cap < HAK_FRONT_CAP_GROWN &&
+        h->front_grown + (size_t)cap * size <= HAK_FRONT_GROW_BUDGET) {
+        h->front_grown += (size_t)cap * size;
+        bin_set_cap(bin, cap * 2);
+        return 1;
+    }
+    if (++h->front_denied >= 64) bins_reset_caps(h);
+    return 0;
+}
+
 /* unified_cache_flush: keep the `keep` most recently freed blocks of the bin
- * (they are the cache-hot ones) and return the rest to their slabs. */
+ * (they are the cache-hot ones) and return the rest to their slabs.  On an
+ * overflow (a full bin, keep != 0) the bin may grow instead. */
 void unified_cache_flush(hak_heap_t *h, unsigned cls, uint32_t keep) {
+    if (keep && h->bins[cls].room == 0 && bin_grow(h, cls, &h->bins[cls])) return;
+    bin_flush(h, cls, keep);
+}
+
+static void bin_flush(hak_heap_t *h, unsigned cls, uint32_t keep) {
     hak_bin_t *bin = &h->bins[cls];
     void *rest;
     if (keep == 0 || bin_count(bin) <= keep) {
@@ -466,11 +527,8 @@ hak_heap_t *hak_heap_acquire(void) {
         h = hak_meta_alloc(sizeof *h);      /* fresh pages: zeroed */
         if (h) {
             for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
-                uint32_t cap = (uint32_t)(hak_opt.front_budget_kib * 1024 / hak_class_size[c]);
-                if (cap > HAK_FRONT_CAP_MAX) cap = HAK_FRONT_CAP_MAX;
-                if (cap < HAK_FRONT_CAP_MIN) cap = HAK_FRONT_CAP_MIN;
-                h->bins[c].cap = cap;
-                h->bins[c].room = cap;
+                h->bins[c].cap = bin_base_cap(c);
+                h->bins[c].room = h->bins[c].cap;
             }
             h->next_all = heap_all;
             __atomic_store_n(&heap_all, h, __ATOMIC_RELEASE);
@@ -492,6 +550,7 @@ hak_heap_t *hak_heap_acquire(void) {
 static size_t heap_release(hak_heap_t *h) {
     size_t pooled = 0;
     for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) unified_cache_flush(h, c, 0);
+    bins_reset_caps(h);
     heap_drain_remote_forced(h, 1);
     for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
         hak_slab_t *s = h->partial[c];
