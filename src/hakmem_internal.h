@@ -189,6 +189,7 @@ typedef struct hak_heap {
     size_t front_grown;                          /* bytes the bins' caps grew by */
     uint32_t front_denied;                       /* growths refused since the last reset */
     uint32_t front_mark[HAK_NUM_CLASSES];        /* refills (low bits) at the last overflow */
+    uint8_t  front_streak[HAK_NUM_CLASSES];      /* overflows since the last refill */
     uint32_t active;                             /* a live thread uses it */
     struct hak_heap *next_all;                   /* every heap, for diagnostics */
     struct hak_heap *next_orphan;                /* heaps of exited threads */
