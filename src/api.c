@@ -161,25 +161,10 @@ HAK_EXPORT void *hak_malloc(size_t n) { return malloc_tiny_fast(n); }
 
 /* ----------------------------------------------------------- free */
 
-/* Put a validated block on the thread's bin; its free key marks it free.
- * The block may belong to a slab of another thread's heap: it stays "out of
- * its slab" while it sits here, and goes back (as a remote free) only when
- * this bin overflows or the thread exits. */
-HAK_INLINE void bin_put(hak_heap_t *h, unsigned cls, void *p, const char *fn) {
-    if (HAKMEM_DEBUG_CHECKS) hak_debug_on_free(p, fn);
-    if (HAKMEM_DEBUG_COUNTERS) HAK_STAT_ADD(h->stats[cls].frees, 1);
-    hak_bin_t *bin = &h->bins[cls];
-    void **b = p;
-    hak_link_set(b, bin->head);
-    b[1] = (void *)hak_block_key((uintptr_t)p);
-    bin->head = b;
-    bin->room--;
-}
-
 /* The bin has room for this block only (then half of it goes back to the
  * slabs), or the thread has no heap yet (the empty heap's bins have no room):
  * such a thread hands the block straight back to its slab. */
-static HAK_NOINLINE void bin_push_slow(hak_heap_t *h, unsigned cls, void *p, const char *fn) {
+HAK_NOINLINE void hak_bin_push_slow(hak_heap_t *h, unsigned cls, void *p, const char *fn) {
     if (h == &hak_heap_empty) {
         if (HAKMEM_DEBUG_CHECKS) hak_debug_on_free(p, fn);
         hak_free_remote(hak_block_slab((uintptr_t)p), (uintptr_t)p);
@@ -187,14 +172,6 @@ static HAK_NOINLINE void bin_push_slow(hak_heap_t *h, unsigned cls, void *p, con
     }
     bin_put(h, cls, p, fn);
     unified_cache_flush(h, cls, h->bins[cls].cap / 2);
-}
-
-HAK_INLINE void bin_push(hak_heap_t *h, unsigned cls, void *p, const char *fn) {
-    if (HAK_UNLIKELY(h->bins[cls].room <= 1)) {
-        bin_push_slow(h, cls, p, fn);
-        return;
-    }
-    bin_put(h, cls, p, fn);
 }
 
 /* p is in a SuperSlab but did not pass the fast test: a block beyond the

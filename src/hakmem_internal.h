@@ -93,10 +93,14 @@
 #define HAK_FRONT_BUDGET    131072  /* bytes a bin may hold before it flushes */
 #define HAK_FRONT_CAP_MAX   128
 #define HAK_FRONT_CAP_MIN   2
+#define HAK_FRONT_CAP_GROWN 2048    /* a bin that keeps overflowing may grow to */
+#define HAK_FRONT_GROW_BUDGET (2u << 20) /* bytes all bins of a heap may grow by */
 #define WARM_POOL_PREFILL_BUDGET 2  /* SuperSlabs taken per shared-pool visit */
 #define HAK_CARVE_BYTES     4096    /* fresh blocks cut per refill (at least 8) */
 #define HAK_POOL_RETAIN_MAX 4       /* default of HAKMEM_POOL_RETAIN */
 #define HAK_ORPHAN_DEBT_MAX (4u << 20) /* then a thread trims exited threads' heaps */
+#define HAK_ORPHAN_RETAIN_HEAPS 4   /* exited threads' heaps keep this many heaps'
+                                     * HAKMEM_PURGE_RETAIN_MIB resident in all */
 
 #define HAK_SS_MAGIC        0x48414b4d53534c42ull   /* "HAKMSSLB" */
 #define HAK_REG_SS          1
@@ -191,6 +195,11 @@ typedef struct hak_heap {
     uint32_t nwarm_empty;                        /* warm SuperSlabs with no slab in use */
     size_t dirty_bytes;                          /* free slabs not yet purged */
     size_t orphan_debt;                          /* bytes sent back to exited threads' heaps */
+    size_t orphan_kept;                          /* exited: its share of the orphan budget */
+    size_t front_grown;                          /* bytes the bins' caps grew by */
+    uint32_t front_denied;                       /* growths refused since the last reset */
+    uint32_t front_mark[HAK_NUM_CLASSES];        /* refills (low bits) at the last overflow */
+    uint8_t  front_streak[HAK_NUM_CLASSES];      /* overflows since the last refill */
     uint32_t active;                             /* a live thread uses it */
     struct hak_heap *next_all;                   /* every heap, for diagnostics */
     struct hak_heap *next_orphan;                /* heaps of exited threads */
@@ -379,6 +388,33 @@ HAK_INLINE void *bin_take_from(hak_heap_t *h, hak_bin_t *bin, unsigned cls) {
 
 HAK_INLINE void *bin_take(hak_heap_t *h, unsigned cls) {
     return bin_take_from(h, &h->bins[cls], cls);
+}
+
+/* Put a validated block on the thread's bin; its free key marks it free.
+ * The block may belong to a slab of another thread's heap: it stays "out of
+ * its slab" while it sits here, and goes back (as a remote free) only when
+ * this bin overflows or the thread exits. */
+HAK_INLINE void bin_put(hak_heap_t *h, unsigned cls, void *p, const char *fn) {
+    if (HAKMEM_DEBUG_CHECKS) hak_debug_on_free(p, fn);
+    if (HAKMEM_DEBUG_COUNTERS) HAK_STAT_ADD(h->stats[cls].frees, 1);
+    hak_bin_t *bin = &h->bins[cls];
+    void **b = p;
+    hak_link_set(b, bin->head);
+    b[1] = (void *)hak_block_key((uintptr_t)p);
+    bin->head = b;
+    bin->room--;
+}
+
+/* The bin's last free slot: the slow path (api.c) flushes half of the bin
+ * to the slabs after putting the block, or the thread has no heap yet. */
+void hak_bin_push_slow(hak_heap_t *h, unsigned cls, void *p, const char *fn);
+
+HAK_INLINE void bin_push(hak_heap_t *h, unsigned cls, void *p, const char *fn) {
+    if (HAK_UNLIKELY(h->bins[cls].room <= 1)) {
+        hak_bin_push_slow(h, cls, p, fn);
+        return;
+    }
+    bin_put(h, cls, p, fn);
 }
 
 /* ------------------------------------------------------- cross-module API */

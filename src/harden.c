@@ -7,7 +7,7 @@
  *   b + 8          header word 1:  ~plain ^ hk1 ^ b   (the core's free-key word)
  *   b + 16 .. p    aligned blocks only: canary bytes
  *   p = b + off    the user's n bytes            plain = n | (off / 16) << 40
- *   p + n          canary bytes, at least one, up to 16 checked
+ *   p + n          canary bytes, at least 8, up to 16 checked
  *   ...            large blocks: the last page is a guard page (PROT_NONE)
  *
  * The two header words must agree, so any write before the block that
@@ -46,6 +46,7 @@
 #define N_MAX       (N_MASK - 1)                 /* plain is never all ones */
 #define OFF_MAX     ((size_t)1 << 27)            /* off / 16 < 2^24 */
 #define CANARY_SPAN 16u                          /* canary bytes checked behind a block */
+#define CANARY_MIN  8u                           /* canary bytes a new block has at least */
 
 static uint64_t hk0, hk1, canary_word;
 
@@ -171,6 +172,22 @@ static uintptr_t large_find(uintptr_t a, size_t *usable) {
 static void blk_check(uintptr_t a, const char *fn, blk_t *k) {
     hak_superslab_t *ss = hak_super_lookup((const void *)a);
     k->large = 0;
+    if (HAK_LIKELY(ss != NULL) && HAK_LIKELY((a & (HAK_SLAB_SIZE - 1)) >= HDR)) {
+        /* The common case without a division: a plain block's header is the
+         * 16 bytes before a, at a block start of a's slab (the span's first
+         * slot: later slots take the general path), and says off = 16. */
+        uintptr_t b = a - HDR;
+        hak_slab_t *s = hak_slab_of(b);
+        uint64_t p0 = ((const uint64_t *)b)[0] ^ hk0 ^ b, p1 = ~(((const uint64_t *)b)[1] ^ hk1 ^ b);
+        if (HAK_LIKELY(s->span_back == 0 && hak_slab_is_block(s, (uint32_t)(b & (HAK_SLAB_SIZE - 1))) &&
+                       p0 == p1 && (p0 >> N_BITS) == HDR >> 4)) {
+            k->b = b;
+            k->total = k->usable = s->bsize;
+            k->n = (size_t)(p0 & N_MASK);
+            k->off = HDR;
+            goto checked;
+        }
+    }
     if (ss) {
         hak_slab_t *s = hak_block_slab(a);
         if (__atomic_load_n(&s->owner, __ATOMIC_ACQUIRE) == NULL)
@@ -207,6 +224,7 @@ static void blk_check(uintptr_t a, const char *fn, blk_t *k) {
     }
     if (b + k->off != a) hak_fatal_ptr(fn, "invalid pointer (inside a block)", (void *)a);
     if (k->large && hak_opt.guard_pages) k->usable = guard_off(k->off, k->n);
+checked:
     if (k->off + k->n >= k->usable || k->usable > k->total)
         hak_fatal_block(fn, "corrupted header (size beyond the block) of the", (void *)a, k->n, "");
     if (hak_opt.canary) {
@@ -231,27 +249,40 @@ static void *blk_alloc(size_t align, size_t n) {
         return NULL;
     }
     size_t off = align > HDR ? align : HDR;
-    size_t m = off + n + 1;                      /* at least one canary byte */
+    /* at least 8 canary bytes (checked as one word), or 1 with canaries off */
+    size_t m = off + n + (hak_opt.canary ? CANARY_MIN : 1);
     /* Room for the guard page wherever the core may answer with a large
      * block: above the slab classes, or where aligning takes it there. */
     if (hak_opt.guard_pages &&
         (m > HAK_SMALL_MAX || align > HAK_SLAB_SIZE || (align > HDR && m + align > HAK_SMALL_MAX)))
         m += PAGE;
-    void *bp = hak_core_alloc(align > HDR ? align : 0, m);
-    if (!bp) return NULL;
-    uintptr_t b = (uintptr_t)bp;
+    void *bp;
     size_t usable;
+    if (HAK_LIKELY(align <= HDR && m <= HAK_SMALL_MAX)) {
+        /* the core's malloc hit path, inline: the bin of m's class */
+        hak_heap_t *h = hak_tl_heap;
+        unsigned cls = hak_size_class(m);
+        hak_bin_t *bin = &h->bins[cls];
+        bp = HAK_LIKELY(bin->head != NULL) ? bin_take_from(h, bin, cls) : unified_cache_refill(h, cls);
+        if (!bp) return NULL;
+        usable = hak_class_size[cls];
+        goto small;
+    }
+    bp = hak_core_alloc(align > HDR ? align : 0, m);
+    if (!bp) return NULL;
     if (hak_super_lookup(bp)) {
         /* the core gave a block of the smallest fitting class (or a larger
          * one, for alignment): its slab says which */
-        usable = hak_block_slab(b)->bsize;
+        usable = hak_block_slab((uintptr_t)bp)->bsize;
     } else {
-        usable = large_usable(b);
+        usable = large_usable((uintptr_t)bp);
         if (hak_opt.guard_pages) {                 /* m has room for it */
             usable = guard_off(off, n);
-            mprotect((void *)(b + usable), PAGE, PROT_NONE);   /* if it fails: no guard */
+            mprotect((char *)bp + usable, PAGE, PROT_NONE);   /* if it fails: no guard */
         }
     }
+small:;
+    uintptr_t b = (uintptr_t)bp;
     hdr_set(b, n, off);
     uintptr_t p = b + off;
     if (hak_opt.canary) {
@@ -330,6 +361,13 @@ static void blk_release(uintptr_t b, const char *fn, int check) {
         size_t z = zero_len(n, off, prot);
         int ok = z <= CHECK_ALL ? is_zero(p, z) : is_zero(p, CHECK_HEAD) && is_zero(p + z - CHECK_TAIL, CHECK_TAIL);
         if (!ok) hak_fatal_block(fn, "use after free: a write into the", (void *)p, n, ", after it was freed");
+    }
+    if (!large) {
+        /* checked when it was freed: straight onto this thread's bin, as
+         * the core's free does after its own checks */
+        hak_heap_t *h = hak_tl_heap;
+        bin_push(h, hak_block_slab(b)->cls, (void *)b, fn);
+        return;
     }
     ((uint64_t *)b)[1] = 0;                      /* the core's "not free" */
     hak_core_free((void *)b);
@@ -459,7 +497,7 @@ HAK_EXPORT void *hak_realloc(void *p, size_t n) {
     blk_check((uintptr_t)p, "realloc", &k);
     /* In place while the block holds n and a canary byte, and is not more
      * than twice what n needs. */
-    if (n <= N_MAX && k.off + n < k.usable && (k.off + n + 1) * 2 > k.usable &&
+    if (n <= N_MAX && k.off + n + (hak_opt.canary ? CANARY_MIN : 1) <= k.usable && (k.off + n + 1) * 2 > k.usable &&
         (!k.large || !hak_opt.guard_pages || guard_off(k.off, n) == k.usable)) {
         hdr_set(k.b, n, k.off);
         if (hak_opt.canary) {

@@ -217,18 +217,20 @@ static void slab_check_node(const hak_slab_t *s, const void *b) {
     hak_debug_check_node(s, s->cls, b, "refill");   /* aborts if b is not a block of s */
 }
 
+/* Move up to `want` blocks from the head of the slab's free list onto the
+ * bin: the run keeps its links (each decoded once, which checks it), only
+ * the last one is written. */
 static void slab_take_free(hak_slab_t *s, hak_bin_t *bin, uint32_t want) {
-    void *b = s->free, *head = bin->head;
-    uint32_t n = 0;
-    while (b && n < want) {
+    void *first = s->free, *last = first, *b;
+    uint32_t n = 1;
+    if (HAKMEM_DEBUG_CHECKS) slab_check_node(s, first);
+    while ((b = hak_link_get(last, "refill")) != NULL && n < want) {
         if (HAKMEM_DEBUG_CHECKS) slab_check_node(s, b);
-        void *next = hak_link_get(b, "refill");
-        hak_link_set(b, head);
-        head = b;
-        b = next;
+        last = b;
         n++;
     }
-    bin->head = head;
+    hak_link_set(last, bin->head);
+    bin->head = first;
     bin->room -= n;
     s->free = b;
     s->nfree -= n;
@@ -327,6 +329,8 @@ pop:
 }
 
 static hak_heap_t *heap_orphans;   /* heaps of exited threads, for reuse */
+static size_t heap_trim_orphans(int full);
+static void orphan_unreserve(hak_heap_t *h);
 /* Orphans that hak_heap_trim_orphans has still to trim: a new thread may
  * adopt one from here too (only the heap being trimmed is out of reach). */
 static hak_heap_t *heap_trim_queue;
@@ -344,22 +348,25 @@ static size_t orphan_cost(const hak_slab_t *s, size_t n) {
     return c;
 }
 
-/* Blocks leaving a bin go back to their slabs: ours onto the slab's free
- * list, other heaps' (freed here after another thread allocated them) onto
- * the slab's remote list, a run of blocks of the same slab with one CAS. */
+/* Blocks leaving a bin go back to their slabs, a run of blocks of the same
+ * slab at a time (a bin flushed after a burst of frees mostly holds runs of
+ * a few slabs): ours onto the slab's free list, other heaps' (freed here
+ * after another thread allocated them) onto the slab's remote list with one
+ * CAS.  The run keeps its links (a link's encoding depends on its block
+ * only): only the last one is written. */
 static void blocks_return(hak_heap_t *h, void *list) {
     while (list) {
-        void **b = list;
-        list = hak_link_get(b, "flush");
+        void **b = list, **last = b;
         hak_slab_t *s = hak_block_slab((uintptr_t)b);
+        uintptr_t base = hak_slab_base(s), span = (uintptr_t)s->span_slots << HAK_SLAB_SHIFT;
+        uint32_t n = 1;
+        list = hak_link_get(b, "flush");
+        while (list && (uintptr_t)list - base < span) {
+            last = list;
+            list = hak_link_get(last, "flush");
+            n++;
+        }
         if (s->owner != h) {
-            void **last = b;
-            size_t n = 1;
-            while (list && hak_block_slab((uintptr_t)list) == s) {
-                last = list;
-                list = hak_link_get(last, "flush");
-                n++;
-            }
             hak_link_set(last, NULL);
             HAK_STAT_ADD(h->stats[s->cls].remote_frees, n);
             /* A heap whose thread exited has nobody to take its blocks back
@@ -369,17 +376,91 @@ static void blocks_return(hak_heap_t *h, void *list) {
             hak_free_remote_chain(s, b, last);
             continue;
         }
-        hak_link_set(b, s->free);
+        hak_link_set(last, s->free);
         s->free = b;
-        s->nfree++;
-        s->used--;
+        s->nfree += n;
+        s->used -= n;
         slab_after_return(h, s, 0);
     }
 }
 
+static void bin_flush(hak_heap_t *h, unsigned cls, uint32_t keep);
+
+/* A bin's cap to start with: HAKMEM_FRONT_BUDGET_KIB of blocks, between
+ * HAK_FRONT_CAP_MIN and HAK_FRONT_CAP_MAX. */
+static uint32_t bin_base_cap(unsigned cls) {
+    uint32_t cap = (uint32_t)(hak_opt.front_budget_kib * 1024 / hak_class_size[cls]);
+    if (cap > HAK_FRONT_CAP_MAX) cap = HAK_FRONT_CAP_MAX;
+    if (cap < HAK_FRONT_CAP_MIN) cap = HAK_FRONT_CAP_MIN;
+    return cap;
+}
+
+static void bin_set_cap(hak_bin_t *bin, uint32_t cap) {
+    bin->room = cap - bin_count(bin);
+    bin->cap = cap;
+}
+
+/* Every bin of h back to its first cap (its blocks beyond half of it go back
+ * to their slabs). */
+static void bins_reset_caps(hak_heap_t *h) {
+    for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
+        hak_bin_t *bin = &h->bins[c];
+        uint32_t base = bin_base_cap(c);
+        if (bin->cap == base) continue;
+        if (bin_count(bin) >= base) bin_flush(h, c, base / 2);
+        bin_set_cap(bin, base);
+    }
+    h->front_grown = 0;
+    h->front_denied = 0;
+}
+
+/* A bin overflowed: double its cap instead of flushing, if it also ran dry
+ * since its last overflow (the thread allocates this class, not only frees
+ * it: a thread that frees what others allocated gives their blocks back at
+ * the same pace as before), while all bins of the heap have grown by at most
+ * HAK_FRONT_GROW_BUDGET bytes.  A burst of frees larger than the cap (n
+ * blocks allocated, then all freed) otherwise flushes half the bin every
+ * cap/2 frees and refills as often after (bench_simple n400: 2 of 5
+ * instructions of malloc/free were there).  The caps fall back to their
+ * start once growth was refused 64 times, so a heap's growth follows the
+ * classes it uses now; a bin falls back alone after 32 overflows with no
+ * refill between (a long run of frees: a big bin of blocks scattered over
+ * many slabs keeps all those slabs from being released; bench_rss: 16 MiB
+ * more resident after everything was freed). */
+static int bin_grow(hak_heap_t *h, unsigned cls, hak_bin_t *bin) {
+    uint32_t cap = bin->cap, size = hak_class_size[cls];
+    uint32_t refills = (uint32_t)h->stats[cls].refills;
+    if (refills == h->front_mark[cls]) {
+        uint32_t base = bin_base_cap(cls);
+        if (++h->front_streak[cls] >= 32 && cap > base) {
+            h->front_streak[cls] = 0;
+            bin_flush(h, cls, base / 2);
+            bin_set_cap(bin, base);
+            h->front_grown -= (size_t)(cap - base) * size;
+        }
+        return 0;
+    }
+    h->front_mark[cls] = refills;
+    h->front_streak[cls] = 0;
+    if (cap < HAK_FRONT_CAP_GROWN &&
+        h->front_grown + (size_t)cap * size <= HAK_FRONT_GROW_BUDGET) {
+        h->front_grown += (size_t)cap * size;
+        bin_set_cap(bin, cap * 2);
+        return 1;
+    }
+    if (++h->front_denied >= 64) bins_reset_caps(h);
+    return 0;
+}
+
 /* unified_cache_flush: keep the `keep` most recently freed blocks of the bin
- * (they are the cache-hot ones) and return the rest to their slabs. */
+ * (they are the cache-hot ones) and return the rest to their slabs.  On an
+ * overflow (a full bin, keep != 0) the bin may grow instead. */
 void unified_cache_flush(hak_heap_t *h, unsigned cls, uint32_t keep) {
+    if (keep && h->bins[cls].room == 0 && bin_grow(h, cls, &h->bins[cls])) return;
+    bin_flush(h, cls, keep);
+}
+
+static void bin_flush(hak_heap_t *h, unsigned cls, uint32_t keep) {
     hak_bin_t *bin = &h->bins[cls];
     void *rest;
     if (keep == 0 || bin_count(bin) <= keep) {
@@ -398,7 +479,7 @@ void unified_cache_flush(hak_heap_t *h, unsigned cls, uint32_t keep) {
     blocks_return(h, rest);
     if (HAK_UNLIKELY(h->orphan_debt > HAK_ORPHAN_DEBT_MAX)) {
         h->orphan_debt = 0;
-        hak_heap_trim_orphans();
+        heap_trim_orphans(0);
     }
 }
 
@@ -439,7 +520,7 @@ void hak_free_remote(hak_slab_t *s, uintptr_t a) {
     hak_free_remote_chain(s, (void *)a, (void *)a);
     if (cost && __atomic_add_fetch(&heapless_orphan_debt, cost, __ATOMIC_RELAXED) > HAK_ORPHAN_DEBT_MAX) {
         __atomic_store_n(&heapless_orphan_debt, 0, __ATOMIC_RELAXED);
-        hak_heap_trim_orphans();
+        heap_trim_orphans(0);
     }
 }
 
@@ -488,16 +569,14 @@ hak_heap_t *hak_heap_acquire(void) {
         h = hak_meta_alloc(sizeof *h);      /* fresh pages: zeroed */
         if (h) {
             for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
-                uint32_t cap = (uint32_t)(hak_opt.front_budget_kib * 1024 / hak_class_size[c]);
-                if (cap > HAK_FRONT_CAP_MAX) cap = HAK_FRONT_CAP_MAX;
-                if (cap < HAK_FRONT_CAP_MIN) cap = HAK_FRONT_CAP_MIN;
-                h->bins[c].cap = cap;
-                h->bins[c].room = cap;
+                h->bins[c].cap = bin_base_cap(c);
+                h->bins[c].room = h->bins[c].cap;
             }
             h->next_all = heap_all;
             __atomic_store_n(&heap_all, h, __ATOMIC_RELEASE);
         }
     }
+    if (h) orphan_unreserve(h);            /* its resident pages are ours now */
     if (h) __atomic_store_n(&h->active, 1, __ATOMIC_RELAXED);   /* read unlocked: blocks_return, stats */
     pthread_mutex_unlock(&hak_pool_lock);
     if (!h) return NULL;
@@ -507,13 +586,13 @@ hak_heap_t *hak_heap_acquire(void) {
     return h;
 }
 
-/* Every cached block back to its slab, every empty slab and SuperSlab
- * released, every free slab purged: for malloc_trim and thread exit.
- * Returns the bytes given back. */
-size_t hak_heap_trim(hak_heap_t *h) {
-    if (h == &hak_heap_empty) return 0;
+/* Every cached block back to its slab, every remote free taken back, every
+ * empty slab released and every empty SuperSlab given to the shared pool.
+ * Returns the bytes pooled. */
+static size_t heap_release(hak_heap_t *h) {
     size_t pooled = 0;
     for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) unified_cache_flush(h, c, 0);
+    bins_reset_caps(h);
     heap_drain_remote_forced(h, 1);
     for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
         hak_slab_t *s = h->partial[c];
@@ -531,8 +610,53 @@ size_t hak_heap_trim(hak_heap_t *h) {
         }
     }
     h->nwarm_empty = 0;
-    size_t purged = heap_purge(h, 0);
-    return purged + pooled;
+    return pooled;
+}
+
+/* heap_release, and every free slab purged: for malloc_trim.  Returns the
+ * bytes given back. */
+size_t hak_heap_trim(hak_heap_t *h) {
+    if (h == &hak_heap_empty) return 0;
+    size_t pooled = heap_release(h);
+    return heap_purge(h, 0) + pooled;
+}
+
+/* An exited thread's heap keeps free slabs resident (in SuperSlabs that
+ * still hold live blocks) for the thread that adopts it next: a thread that
+ * exits and a new one that starts (waves of workers, thread pools) would
+ * otherwise purge and fault the same pages back each time (bench_mstress:
+ * 150k page faults, 4x the time).  All orphans together keep at most
+ * HAK_ORPHAN_RETAIN_HEAPS times HAKMEM_PURGE_RETAIN_MIB (a live heap's
+ * bound), 48 MiB by default, first come first served:
+ * each heap's share is its orphan_kept, summed in orphan_kept_all under
+ * hak_pool_lock and given back when the heap is adopted or trimmed. */
+static size_t orphan_kept_all;
+
+/* Caller holds hak_pool_lock. */
+static void orphan_unreserve(hak_heap_t *h) {
+    orphan_kept_all -= h->orphan_kept;
+    h->orphan_kept = 0;
+}
+
+/* Purge h (no thread uses it) down to its share of the orphan budget: at
+ * most what is resident, and what the other orphans left of the budget. */
+static size_t orphan_purge(hak_heap_t *h) {
+    size_t budget = ((size_t)hak_opt.purge_retain_mib << 20) * HAK_ORPHAN_RETAIN_HEAPS;
+    pthread_mutex_lock(&hak_pool_lock);
+    orphan_unreserve(h);
+    size_t room = budget > orphan_kept_all ? budget - orphan_kept_all : 0;
+    size_t keep = h->dirty_bytes < room ? h->dirty_bytes : room;
+    orphan_kept_all += keep;
+    h->orphan_kept = keep;
+    pthread_mutex_unlock(&hak_pool_lock);
+    size_t n = heap_purge(h, keep);
+    if (h->dirty_bytes < keep) {           /* purged by whole SuperSlabs: below */
+        pthread_mutex_lock(&hak_pool_lock);
+        orphan_kept_all -= keep - h->dirty_bytes;
+        h->orphan_kept = h->dirty_bytes;
+        pthread_mutex_unlock(&hak_pool_lock);
+    }
+    return n;
 }
 
 /* malloc_trim for the heaps of exited threads: no thread uses them, so the
@@ -542,7 +666,7 @@ size_t hak_heap_trim(hak_heap_t *h) {
  * where new threads can still adopt them, and are taken one at a time:
  * taking the whole list at once made every thread that started meanwhile
  * map a new heap, so thread churn grew the heap count without bound. */
-size_t hak_heap_trim_orphans(void) {
+static size_t heap_trim_orphans(int full) {
     pthread_mutex_lock(&hak_pool_lock);
     hak_heap_t *list = heap_orphans;
     if (list) {
@@ -560,8 +684,9 @@ size_t hak_heap_trim_orphans(void) {
         if (h) heap_trim_queue = h->next_orphan;
         pthread_mutex_unlock(&hak_pool_lock);
         if (!h) break;
-        n += hak_heap_trim(h);
+        n += full ? hak_heap_trim(h) : heap_release(h) + orphan_purge(h);
         pthread_mutex_lock(&hak_pool_lock);
+        if (full) orphan_unreserve(h);
         __atomic_store_n(&h->next_orphan, heap_orphans, __ATOMIC_RELAXED);
         __atomic_store_n(&heap_orphans, h, __ATOMIC_RELEASE);
         pthread_mutex_unlock(&hak_pool_lock);
@@ -569,13 +694,17 @@ size_t hak_heap_trim_orphans(void) {
     return n;
 }
 
-/* Thread exit: the heap gives back what it can (hak_heap_trim) and, with the
- * slabs that still hold live blocks, waits on the orphan list for the next
- * thread. */
+/* malloc_trim: the orphans trimmed in full. */
+size_t hak_heap_trim_orphans(void) { return heap_trim_orphans(1); }
+
+/* Thread exit: the heap gives back what it can but its share of the orphan
+ * budget and, with the slabs that still hold live blocks, waits on the
+ * orphan list for the next thread. */
 void hak_heap_abandon(hak_heap_t *h) {
     if (h == NULL || h == &hak_heap_empty) return;
     hak_tl_heap = &hak_heap_empty;
-    hak_heap_trim(h);
+    heap_release(h);
+    orphan_purge(h);
     pthread_mutex_lock(&hak_pool_lock);
     __atomic_store_n(&h->active, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&h->next_orphan, heap_orphans, __ATOMIC_RELAXED);

@@ -3,6 +3,8 @@
  *
  *   misuse_matrix [--expect hardened|release] LIB [LIB...]
  *       LIB: a path to preload, or "system" (glibc's malloc)
+ *   misuse_matrix --options LIB   each HAKMEM_ option of the hardened flavor,
+ *                                 off and on, against the misuse it is for
  *   misuse_matrix --case N        (internal: the child runs case N)
  *
  * The kinds: double frees, invalid frees (interior, unaligned, before the
@@ -189,6 +191,18 @@ static void c_usable_stack(size_t n) {
     (void)n; char buf[64] __attribute__((aligned(16))); sink = buf;
     sink = (char *)(uintptr_t)malloc_usable_size(sink);
 }
+/* Not a misuse: prints whether 64 fresh 48-byte blocks came in address
+ * order (RANDOM_CARVE off) or not. */
+static void carve_order(void) {
+    char *b[64];
+    int sequential = 1;
+    for (int i = 0; i < 64; i++) b[i] = malloc(40);
+    for (int i = 1; i < 64; i++)
+        if (b[i] != b[i - 1] + (b[1] - b[0])) sequential = 0;
+    fprintf(stderr, "misuse_matrix: ORDER %s\n", sequential ? "sequential" : "shuffled");
+    exit(0);
+}
+
 static void *thread_free(void *p) { free(p); return NULL; }
 #include <pthread.h>
 static void c_double_free_threads(size_t n) {
@@ -285,7 +299,11 @@ static int run_child_case(unsigned i) {
 
 /* ------------------------------------------------------------ parent side */
 
-static char run_case(const char *self, const char *lib, unsigned i) {
+static char last_err[4096];
+
+/* Run case i (or the carve-order probe for i == ~0u) under lib, with the
+ * environment assignment `env` ("NAME=VALUE") if given. */
+static char run_case_env(const char *self, const char *lib, unsigned i, const char *env) {
     int pipefd[2];
     if (pipe(pipefd) != 0) return '?';
     pid_t pid = fork();
@@ -296,7 +314,9 @@ static char run_case(const char *self, const char *lib, unsigned i) {
         snprintf(num, sizeof num, "%u", i);
         if (strcmp(lib, "system") != 0) setenv("LD_PRELOAD", lib, 1);
         else unsetenv("LD_PRELOAD");
-        execl(self, self, "--case", num, (char *)NULL);
+        if (env) putenv((char *)env);
+        if (i == ~0u) execl(self, self, "--carve", (char *)NULL);
+        else execl(self, self, "--case", num, (char *)NULL);
         _exit(93);
     }
     close(pipefd[1]);
@@ -308,6 +328,7 @@ static char run_case(const char *self, const char *lib, unsigned i) {
     close(pipefd[0]);
     int st;
     waitpid(pid, &st, 0);
+    memcpy(last_err, err, len + 1);
     int own = strstr(err, "misuse_matrix:") != NULL;
     if (WIFEXITED(st)) {
         if (WEXITSTATUS(st) == 90) return 'G';
@@ -329,6 +350,8 @@ static char run_case(const char *self, const char *lib, unsigned i) {
     return '?';
 }
 
+static char run_case(const char *self, const char *lib, unsigned i) { return run_case_env(self, lib, i, NULL); }
+
 static const char *outcome_name(char o) {
     switch (o) {
     case 'S': return "STOP";
@@ -342,9 +365,60 @@ static const char *outcome_name(char o) {
     }
 }
 
+/* --options LIB: each option of the hardened flavor, off and on, changes the
+ * outcome of the misuse it is there for. */
+static int find_case(const char *name, unsigned tier) {
+    for (unsigned i = 0; i < ncases; i++)
+        if (strcmp(kinds[cases[i].kind].name, name) == 0 && cases[i].tier == tier) return (int)i;
+    fprintf(stderr, "misuse_matrix: no case %s/%u\n", name, tier);
+    exit(2);
+}
+
+static int option_tests(const char *lib) {
+    static const struct {
+        const char *kind;
+        unsigned tier;
+        const char *env_off, *env_on;
+        char off, on;
+    } t[] = {
+        { "overflow 1 B (store)", 0, "HAKMEM_CANARY=0", "HAKMEM_CANARY=1", 'M', 'S' },
+        { "overflow 32 B (memcpy)", 1, "HAKMEM_CANARY=0", "HAKMEM_CANARY=1", 'M', 'S' },
+        { "write after free, first byte", 0, "HAKMEM_QUARANTINE_KIB=0", "HAKMEM_QUARANTINE_KIB=1024", 'M', 'S' },
+        { "freed block handed out again at once", 0, "HAKMEM_QUARANTINE_KIB=0", "HAKMEM_QUARANTINE_KIB=64", 'M', 'P' },
+        { "read after free, first byte", 1, "HAKMEM_ZERO_ON_FREE_KIB=0", "HAKMEM_ZERO_ON_FREE_KIB=64", 'M', 'Z' },
+        { "overflow 1 MiB (memcpy)", 2, "HAKMEM_GUARD_PAGES=0", "HAKMEM_GUARD_PAGES=1", 'S', 'G' },
+        { "write after free, middle byte", 2, "HAKMEM_GUARD_PAGES=1", "HAKMEM_GUARD_PAGES=2", 'M', 'G' },
+        { "read after free, middle byte", 3, "HAKMEM_GUARD_PAGES=0", "HAKMEM_GUARD_PAGES=1", 'M', 'G' },
+    };
+    int pass = 0, fail = 0;
+    for (size_t j = 0; j < sizeof t / sizeof t[0]; j++) {
+        int i = find_case(t[j].kind, t[j].tier);
+        char o0 = run_case_env("/proc/self/exe", lib, (unsigned)i, t[j].env_off);
+        char o1 = run_case_env("/proc/self/exe", lib, (unsigned)i, t[j].env_on);
+        int ok = o0 == t[j].off && o1 == t[j].on;
+        printf("%s %-40s %-7s %-26s %-6s %-27s %s\n", ok ? "ok  " : "FAIL", t[j].kind, tier_name[t[j].tier],
+               t[j].env_off, outcome_name(o0), t[j].env_on, outcome_name(o1));
+        ok ? pass++ : fail++;
+    }
+    static const char *carve[2] = { "HAKMEM_RANDOM_CARVE=0", "HAKMEM_RANDOM_CARVE=1" };
+    int ok = 1;
+    for (int v = 0; v < 2; v++) {
+        run_case_env("/proc/self/exe", lib, ~0u, carve[v]);
+        const char *want = v ? "ORDER shuffled" : "ORDER sequential";
+        printf("     %s: %s\n", carve[v], strstr(last_err, "ORDER shuffled") ? "shuffled" : strstr(last_err, "ORDER sequential") ? "sequential" : "?");
+        if (!strstr(last_err, want)) ok = 0;
+    }
+    printf("%s fresh 48-byte blocks in address order with RANDOM_CARVE=0, not with 1\n", ok ? "ok  " : "FAIL");
+    ok ? pass++ : fail++;
+    printf("options: %d passed, %d failed\n", pass, fail);
+    return fail != 0;
+}
+
 int main(int argc, char **argv) {
     build_cases();
     if (argc == 3 && strcmp(argv[1], "--case") == 0) return run_child_case((unsigned)atoi(argv[2]));
+    if (argc == 2 && strcmp(argv[1], "--carve") == 0) carve_order();
+    if (argc == 3 && strcmp(argv[1], "--options") == 0) return option_tests(argv[2]);
     const char *expect = NULL;
     int a = 1;
     if (argc > 2 && strcmp(argv[1], "--expect") == 0) {

@@ -7,6 +7,9 @@
 #   and any other BUILDDIR/tests/*-{release,debug,hardened} (cmocka: each
 #   case counts)
 #   BUILDDIR/tests/test_static-{release,debug,hardened}  (each check counts)
+#   BUILDDIR/tests/misuse_matrix: 117 kinds of misuse under each flavor (the
+#     hardened flavor's table, and every double/invalid free stopped by all),
+#     and each HAKMEM_ option of the hardened flavor off and on
 #   tests/check_release.sh (the release library carries no diagnostics)
 #   tests/preload.sh against BUILDDIR/libhakmem.so, libhakmem-debug.so and
 #   libhakmem-hardened.so                  (each check counts)
@@ -160,6 +163,11 @@ for flavor in release debug hardened; do
 done
 
 run_counted "release-check" release-check sh "$HERE/check_release.sh" "$B"
+
+run_counted "misuse-hardened" misuse "$B/tests/misuse_matrix" --expect hardened "$B/libhakmem-hardened.so"
+run_counted "options-hardened" options "$B/tests/misuse_matrix" --options "$B/libhakmem-hardened.so"
+run_counted "misuse-release" misuse "$B/tests/misuse_matrix" --expect release "$B/libhakmem.so"
+run_counted "misuse-debug" misuse "$B/tests/misuse_matrix" --expect release "$B/libhakmem-debug.so"
 
 run_counted "preload-release" preload sh "$HERE/preload.sh" "$B" libhakmem.so
 if [ "$PRELOAD_DEBUG" != 0 ]; then
