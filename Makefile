@@ -4,7 +4,7 @@
 #   make BUILD_FLAVOR=hardened   hardened libraries: build/libhakmem-hardened.so, .a
 #   make test                    everything CI runs, in turn (~20 min): test-quick,
 #                                test-sanitize, fuzz, test-long
-#   make test-quick              builds both flavors and runs every test against each
+#   make test-quick              builds the three flavors and runs every test against each
 #                                (unit, misuse, chaos, static, LD_PRELOAD, packaging)
 #   make test-sanitize           the tests under UBSan and TSan (hak_-only libraries,
 #                                build/libhakmem-ubsan.so, -tsan.so; programs in build/san/)
@@ -219,7 +219,7 @@ test:
 	$(MAKE) fuzz
 	$(MAKE) test-long
 
-# Unit, misuse, chaos, static, preload and package tests of both flavors.
+# Unit, misuse, chaos, static, preload and package tests of the three flavors.
 test-quick: $(TEST_BINS_R) $(TEST_BINS_D) $(TEST_BINS_H) $(B)/tests/test_static-release \
 	    $(B)/tests/test_static-debug $(B)/tests/test_static-hardened $(B)/tests/misuse_matrix \
 	    $(B)/libhakmem-hardened.so
@@ -238,7 +238,7 @@ $(B)/tests/signal_reentry: tests/signal_reentry.c tests/test_util.h $(B)/libhakm
 	@mkdir -p $(B)/tests
 	$(CC) $(TEST_CFLAGS) -o $@ $< -L$(B) -Wl,-rpath,'$$ORIGIN/..' -lhakmem -lpthread
 
-test-long: $(B)/tests/soak $(B)/tests/test_chaos-release $(B)/tests/test_chaos-debug
+test-long: $(B)/tests/soak $(B)/tests/test_chaos-release $(B)/tests/test_chaos-debug $(B)/tests/test_chaos-hardened
 	sh tests/run_long.sh $(B)
 
 # ------------------------------------------------------------------- fuzzing

@@ -178,5 +178,5 @@ HAK_EXPORT unsigned hak_check(void) {
         if (ss->heap != h) bad += check_fail("warm SuperSlab of another heap", ss);
         if (ss->free_mask == 0) bad += check_fail("full SuperSlab on the warm list", ss);
     }
-    return bad + hak_large_check();
+    return bad + hak_large_check() + hak_harden_check();
 }

@@ -496,10 +496,12 @@ void  hak_core_free(void *b);
 void   hak_harden_init(void);
 size_t hak_harden_trim(void);
 void   hak_harden_thread_exit(hak_heap_t *h);
+unsigned hak_harden_check(void);
 #else
 HAK_INLINE void hak_harden_init(void) {}
 HAK_INLINE size_t hak_harden_trim(void) { return 0; }
 HAK_INLINE void hak_harden_thread_exit(hak_heap_t *h) { (void)h; }
+HAK_INLINE unsigned hak_harden_check(void) { return 0; }
 #endif
 
 /* diag.c: "hakmem: fn(): what <n>-byte block p<tail>", then abort */

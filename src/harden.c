@@ -31,6 +31,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 
@@ -211,9 +212,17 @@ static void blk_check(uintptr_t a, const char *fn, blk_t *k) {
     }
     uintptr_t b = k->b;
     if (((const uint64_t *)b)[1] == hak_block_key(b)) {
-        /* freed: the user's pointer if it is where the freed header says */
-        if (hdr_freed_off(b) == a - b || a - b == HDR)
-            hak_fatal_ptr(fn, strncmp(fn, "free", 4) == 0 ? "double free of" : "use after free: a freed block", (void *)a);
+        /* Freed, or carved and never handed out (the core's carving sets the
+         * free key too).  Word 0 of a block in the quarantine still names
+         * its offset: that is surely a double free.  A block back in the
+         * core holds a link there, as does one carved and never handed out:
+         * both are named. */
+        int fr = strncmp(fn, "free", 4) == 0;
+        if (hdr_freed_off(b) == a - b)
+            hak_fatal_ptr(fn, fr ? "double free of" : "use after free: a freed block", (void *)a);
+        if (a - b == HDR)
+            hak_fatal_ptr(fn, fr ? "double free (or free of a block not handed out) of"
+                                 : "use after free: a freed block (or a block not handed out)", (void *)a);
         hak_fatal_ptr(fn, "invalid pointer (inside a freed block)", (void *)a);
     }
     if (!hdr_get(b, &k->n, &k->off)) {
@@ -418,11 +427,55 @@ size_t hak_harden_trim(void) {
     return h == &hak_heap_empty ? 0 : quarantine_flush(h, "malloc_trim");
 }
 
+/* hak_check's part: the calling thread's quarantined blocks, each with its
+ * free key, header word 0 and zeroed bytes intact; reported, not fatal. */
+unsigned hak_harden_check(void) {
+    hak_heap_t *h = hak_tl_heap;
+    if (h == &hak_heap_empty) return 0;
+    hak_quarantine_t *q = &h->quarantine;
+    unsigned bad = 0;
+    for (uint32_t i = 0; i < q->count; i++) {
+        uintptr_t b = q->ring[(q->head + i) % HAK_QUARANTINE_SLOTS];
+        uint64_t p0 = ((const uint64_t *)b)[0] ^ hk0 ^ b;
+        size_t n = (size_t)(p0 & N_MASK), off = (size_t)(p0 >> N_BITS) << 4;
+        int large = !hak_super_lookup((void *)b);
+        size_t u = large ? large_usable(b) : hak_block_slab(b)->bsize;
+        const char *what = NULL;
+        if (((const uint64_t *)b)[1] != hak_block_key(b)) what = "quarantined block lost its free key (written before its start?)";
+        else if (off < HDR || off + n >= u) what = "quarantined block's header word 0 was overwritten";
+        else if (!(large && quarantine_protects(u))) {
+            size_t z = zero_len(n, off, 0);
+            if (!is_zero(b + off, z)) what = "use after free: a write into a quarantined block";
+        }
+        if (what) {
+            char msg[160];
+            size_t k = strlen(what);
+            memcpy(msg, "hakmem: hak_check: ", 19);
+            memcpy(msg + 19, what, k);
+            memcpy(msg + 19 + k, " at ", 5);
+            hak_write_err(msg);
+            char hex[24], *o = hex + sizeof hex;
+            uintptr_t v = b + (off >= HDR ? off : HDR);
+            *--o = 0;
+            *--o = '\n';
+            do { *--o = "0123456789abcdef"[v & 15]; v >>= 4; } while (v);
+            *--o = 'x';
+            *--o = '0';
+            hak_write_err(o);
+            bad++;
+        }
+    }
+    return bad;
+}
+
 /* At exit, the main thread's quarantine is checked: a write after free that
- * no later free brought to light still stops the process. */
+ * no later free brought to light still stops the process.  The program's
+ * buffered output is written first, since abort() would drop it. */
 __attribute__((destructor)) static void harden_fini(void) {
     hak_heap_t *h = hak_tl_heap;
-    if (h != &hak_heap_empty) quarantine_flush(h, "exit");
+    if (h == &hak_heap_empty) return;
+    if (hak_harden_check()) fflush(NULL);
+    quarantine_flush(h, "exit");
 }
 
 /* Free a checked block: zero it, mark it freed, quarantine it. */

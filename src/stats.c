@@ -77,7 +77,7 @@ static unsigned pct10(uint64_t num, uint64_t den) {   /* percent x10 */
 
 static void format_table(out_t *o, const snapshot_t *s) {
     put(o, "hakmem statistics (%s build, counters %s)\n",
-        HAKMEM_BUILD_DEBUG ? "debug" : "release", HAKMEM_DEBUG_COUNTERS ? "on" : "off");
+        HAKMEM_BUILD_DEBUG ? "debug" : HAKMEM_HARDENED ? "hardened" : "release", HAKMEM_DEBUG_COUNTERS ? "on" : "off");
     put(o, "%5s %6s %12s %12s %7s %10s %10s %10s %10s %9s %10s %9s\n", "class", "size", "allocs",
         "frees", "front%", "refills", "flushes", "warm_hit", "warm_miss", "prefills", "remote_fr",
         "pg_touch");
@@ -121,7 +121,8 @@ static void format_table(out_t *o, const snapshot_t *s) {
 }
 
 static void format_json(out_t *o, const snapshot_t *s) {
-    put(o, "{\"build\":\"%s\",\"counters\":%d,\"classes\":[", HAKMEM_BUILD_DEBUG ? "debug" : "release",
+    put(o, "{\"build\":\"%s\",\"counters\":%d,\"classes\":[",
+        HAKMEM_BUILD_DEBUG ? "debug" : HAKMEM_HARDENED ? "hardened" : "release",
         HAKMEM_DEBUG_COUNTERS ? 1 : 0);
     for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
         const hak_class_stats_t *x = &s->cls[c];

@@ -5,7 +5,7 @@
 #                                   HAKMEM_SOAK_SECONDS (default 600) with RSS
 #                                   sampled; counted from its last line
 #                                   "soak: N passed, N failed"
-#   BUILDDIR/tests/test_chaos-{release,debug}
+#   BUILDDIR/tests/test_chaos-{release,debug,hardened}
 #                                   the chaos tests at HAKMEM_TEST_SCALE
 #                                   (default 4 here: 4000 threads in waves,
 #                                   16 rounds of forks, 6 s of signals)
@@ -65,7 +65,7 @@ total_fail=$((total_fail + f))
 summary="$summary$(printf '%-22s %3d passed, %3d failed  %7ss  rc=%s' soak "$p" "$f" "$(elapsed "$t0" "$t1")" "$rc")
 "
 
-for flavor in release debug; do
+for flavor in release debug hardened; do
     bin=$B/tests/test_chaos-$flavor
     echo "=== test_chaos-$flavor (HAKMEM_TEST_SCALE=$SCALE)"
     t0=$(now)

@@ -365,7 +365,8 @@ static void test_build_flags(void **state)
 
     /* The statistics say the same. */
     stats_json(g_json);
-    assert_non_null(strstr(g_json, dbg ? "\"build\":\"debug\"" : "\"build\":\"release\""));
+    assert_non_null(strstr(g_json, dbg ? "\"build\":\"debug\""
+                                   : hard ? "\"build\":\"hardened\"" : "\"build\":\"release\""));
     assert_non_null(strstr(g_json, cnt ? "\"counters\":1" : "\"counters\":0"));
 }
 
@@ -716,7 +717,8 @@ static void check_table(const char *err, int allocs_min, const char *what)
     if (!l)
         fail_msg("%s: no line starting \"hakmem statistics\": %s", what, err);
     copy_line(l, title, sizeof title);
-    snprintf(line, sizeof line, "(%s build, counters %s)", is_debug() ? "debug" : "release",
+    snprintf(line, sizeof line, "(%s build, counters %s)",
+             is_debug() ? "debug" : hak_build_is_hardened() ? "hardened" : "release",
              counters ? "on" : "off");
     assert_contains(title, line, what);
 
