@@ -285,10 +285,19 @@ HAK_EXPORT void *hak_realloc(void *p, size_t n) {
         return NULL;
     }
     size_t old;
+    hak_slab_t *s = NULL;
     if (hak_super_lookup(p)) {
-        old = block_usable(p, "realloc");
-        /* Keep the block if n needs the same class (no move, no waste). */
-        if (n <= old && (n > HAK_SMALL_MAX || hak_size_class(n) == hak_size_class(old))) return p;
+        /* block_usable's checks, keeping the slab: its class says whether n
+         * needs the same one (then the block stays: no move, no waste), and
+         * a moved block goes straight onto the bin, checked already. */
+        uintptr_t a = (uintptr_t)p;
+        s = hak_block_slab(a);
+        if (__atomic_load_n(&s->owner, __ATOMIC_ACQUIRE) == NULL || !hak_slab_holds(s, a))
+            hak_fatal_ptr("realloc", "invalid pointer", p);
+        if (((uintptr_t *)p)[1] == hak_block_key(a)) hak_fatal_ptr("realloc", "pointer to a freed block", p);
+        old = s->bsize;
+        unsigned cls = s->cls;
+        if (n <= old && (cls == 0 || n > hak_class_size[cls - 1])) return p;
     } else {
         int handled = 0;
         void *r = hak_large_realloc(p, n, &handled);
@@ -298,7 +307,7 @@ HAK_EXPORT void *hak_realloc(void *p, size_t n) {
     void *np = hak_malloc(n);
     if (np == NULL) return NULL;
     __builtin_memcpy(np, p, n < old ? n : old);
-    free_tiny_fast(p, "realloc");
+    bin_push(hak_tl_heap, s->cls, p, "realloc");
     return np;
 }
 
