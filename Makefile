@@ -2,7 +2,7 @@
 #   make                         release libraries: build/libhakmem.so, build/libhakmem.a
 #   make BUILD_FLAVOR=debug      debug libraries:   build/libhakmem-debug.so, .a
 #   make BUILD_FLAVOR=hardened   hardened libraries: build/libhakmem-hardened.so, .a
-#   make test                    everything CI runs, in turn (~20 min): test-quick,
+#   make test                    everything CI runs, in turn (~25 min): test-quick,
 #                                test-sanitize, fuzz, test-long
 #   make test-quick              builds the three flavors and runs every test against each
 #                                (unit, misuse, chaos, static, LD_PRELOAD, packaging)
