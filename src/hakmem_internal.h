@@ -237,6 +237,8 @@ typedef struct hak_global_stats {
     uint64_t large_runs_reused;                     /* served with resident (dirty) pages */
     uint64_t large_purged_decay_bytes, large_purged_bound_bytes;
     uint64_t large_syscalls;                        /* mmap/munmap/mremap/madvise of the large tier */
+    uint64_t large_fences;                          /* hardened: guard pages between runs now */
+    uint64_t large_fence_calls;                     /* hardened: mprotect calls setting up or removing them */
 } hak_global_stats_t;
 extern hak_global_stats_t hak_gstats;
 #define HAK_GSTAT_ADD(field, n) __atomic_fetch_add(&hak_gstats.field, (n), __ATOMIC_RELAXED)
@@ -429,11 +431,13 @@ void hak_write_fd(int fd, const char *s);
  *   hak_os_map_aligned(sz, al)  same, start aligned to al (power of two)
  *   hak_os_unmap(p, size)       give the range back
  *   hak_os_purge(p, size)       keep the range mapped, drop its contents;
- *                               it reads as zero afterwards */
+ *                               it reads as zero afterwards
+ *   hak_os_protect(p, size, n)  n: PROT_NONE (a guard page); 0: read/write */
 void *hak_os_map(size_t size);
 void *hak_os_map_aligned(size_t size, size_t align);
 void  hak_os_unmap(void *p, size_t size);
 void  hak_os_purge(void *p, size_t size);      /* per HAKMEM_PURGE_MODE */
+int   hak_os_protect(void *p, size_t size, int none);   /* PROT_NONE or read-write */
 
 /* superslab.c: SuperSlabs, registry, shared pool */
 unsigned shared_pool_acquire(hak_superslab_t **out, unsigned max);
@@ -461,6 +465,10 @@ size_t hak_run_max(void);
 void  *hak_large_alloc(size_t size, size_t align, int zero);
 void   hak_large_free(void *p, const char *fn);  /* aborts if p is not a live block */
 size_t hak_large_usable(const void *p);       /* 0 if p is not a live large block */
+#if HAKMEM_HARDENED
+void  *hak_large_alloc_fenced(size_t size);   /* a run with a guard page (fence) right after it */
+int    hak_large_grow_fenced(void *p, size_t size);   /* 1 if grown in place, the fence moved */
+#endif
 void  *hak_large_realloc(void *p, size_t size, int *handled);
 size_t hak_large_trim(void);
 unsigned hak_large_check(void);               /* hak_check's walk of the page runs */

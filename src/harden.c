@@ -8,7 +8,8 @@
  *   b + 16 .. p    aligned blocks only: canary bytes
  *   p = b + off    the user's n bytes            plain = n | (off / 16) << 40
  *   p + n          canary bytes, at least 8, up to 16 checked
- *   ...            large blocks: the last page is a guard page (PROT_NONE)
+ *   ...            large blocks: then a guard page (PROT_NONE); of a page
+ *                  run, the core's fence right after the run (pagerun.c)
  *
  * The two header words must agree, so any write before the block that
  * reaches the header (an underflow of 1 byte or more) is found by free;
@@ -277,6 +278,15 @@ static void *blk_alloc(size_t align, size_t n) {
         usable = hak_class_size[cls];
         goto small;
     }
+    if (align <= HDR && hak_opt.guard_pages && m - PAGE > HAK_SMALL_MAX) {
+        /* a page run whose guard page is the core's: a fence right after
+         * it, kept when the block is freed for the next block that fits */
+        bp = hak_large_alloc_fenced(guard_off(HDR, n));
+        if (bp) {
+            usable = guard_off(HDR, n);
+            goto small;
+        }
+    }
     bp = hak_core_alloc(align > HDR ? align : 0, m);
     if (!bp) return NULL;
     if (hak_super_lookup(bp)) {
@@ -360,7 +370,8 @@ static void blk_release(uintptr_t b, const char *fn, int check) {
     if (large && quarantine_protects(u)) {
         prot = 1;
         mprotect((void *)(b + PAGE), u - PAGE, PROT_READ | PROT_WRITE);
-    } else if (large && hak_opt.guard_pages) {
+    } else if (large && hak_opt.guard_pages && guard_off(off, n) < u) {
+        /* its own guard page (a fenced run's guard page is the core's) */
         mprotect((void *)(b + guard_off(off, n)), PAGE, PROT_READ | PROT_WRITE);
     }
     if (check) {
@@ -555,6 +566,17 @@ HAK_EXPORT void *hak_realloc(void *p, size_t n) {
         hdr_set(k.b, n, k.off);
         if (hak_opt.canary) {
             size_t span = blk_end(&k) - ((uintptr_t)p + n);
+            canary_fill((uintptr_t)p + n, span < CANARY_SPAN ? span : CANARY_SPAN);
+        }
+        return p;
+    }
+    /* A page run with its fence (its guard page is the page after it) grows
+     * in place when the pages after the fence are free: the fence moves. */
+    if (k.large && hak_opt.guard_pages && n > k.n && n <= N_MAX && k.off == HDR && k.usable == k.total &&
+        hak_large_grow_fenced((void *)k.b, guard_off(HDR, n))) {
+        hdr_set(k.b, n, HDR);
+        if (hak_opt.canary) {
+            size_t span = k.b + guard_off(HDR, n) - ((uintptr_t)p + n);
             canary_fill((uintptr_t)p + n, span < CANARY_SPAN ? span : CANARY_SPAN);
         }
         return p;

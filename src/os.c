@@ -31,6 +31,14 @@ void hak_os_unmap(void *p, size_t size) {
     errno = saved;
 }
 
+/* PROT_NONE (a guard page) or back to read and write; errno kept. */
+int hak_os_protect(void *p, size_t size, int none) {
+    int saved = errno;
+    int rc = mprotect(p, size, none ? PROT_NONE : PROT_READ | PROT_WRITE);
+    errno = saved;
+    return rc;
+}
+
 /* MADV_DONTNEED (default): the pages leave RSS now and read as zero.
  * MADV_FREE (HAKMEM_PURGE_MODE=1): the kernel takes them only under memory
  * pressure, which is cheaper to reuse but keeps RSS high until then. */

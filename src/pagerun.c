@@ -69,6 +69,7 @@ enum {
     PD_FREE  = 4,       /* the run is free (both boundary descriptors) */
     PD_DIRTY = 8,       /* free run on the dirty list (first descriptor) */
     PD_GHOST = 16,      /* inside a free run: a block started here */
+    PD_FENCE = 32,      /* hardened: a one-page live run, PROT_NONE: a guard page */
 };
 
 typedef struct page_desc {
@@ -435,6 +436,44 @@ static page_desc_t *run_release(run_arena_t *a, run_region_t *r, uint32_t i, uin
     return free_run_add(a, r, i, n, ndirty, now, &pos);
 }
 
+#if HAKMEM_HARDENED
+/* Fences (hardened flavor).  A large block of the hardened flavor has a
+ * guard page right after it.  Set up and taken down with each block, that
+ * page cost two mprotect calls per block, which on two threads also wait
+ * for each other's TLB flushes (the 64 KiB-1 MiB band ran 49x slower than
+ * release).  Here the guard page is a run of its own, a fence: it stays
+ * PROT_NONE when the block before it is freed, and a free run that ends at
+ * a fence gives its last pages to the next block of at most its size, which
+ * needs no system call.  Fences do not merge with free runs, so the pages
+ * between two fences stay a unit; a fence goes when the run before it is
+ * purged (free for the decay time, or for the byte bound, or by
+ * malloc_trim), and its neighbours merge. */
+static void fence_remove(run_arena_t *a, run_region_t *r, uint32_t j) {
+    hak_os_protect((void *)page_addr(r, j), PAGE, 0);   /* under the lock: then free */
+    HAK_GSTAT_ADD(large_fence_calls, 1);
+    HAK_GSTAT_SUB(large_fences, 1);
+    run_release(a, r, j, 1, now_ms());
+}
+
+/* The free run that ends at a fence and fits n pages best, among the first
+ * FIT_SCAN runs of the first few bins that can hold n; or NULL. */
+static page_desc_t *find_fenced(run_arena_t *a, uint32_t n) {
+    unsigned b = bin_of(n);
+    uint64_t m = a->nonempty & ~((1ull << b) - 1);
+    page_desc_t *best = NULL;
+    for (unsigned bins = 0; m && bins < 4 && !best; bins++, m &= m - 1) {
+        unsigned k = 0;
+        for (page_desc_t *d = a->bin_head[__builtin_ctzll(m)]; d && k < FIT_SCAN; d = d->next, k++) {
+            if (d->npages < n || (best && d->npages >= best->npages)) continue;
+            run_region_t *r = region_of((uintptr_t)d);
+            uint32_t e = desc_index(r, d) + d->npages;
+            if (e < REGION_PAGES && (r->pages[e].flags & PD_FENCE)) best = d;
+        }
+    }
+    return best;
+}
+#endif
+
 /* Purge the dirty pages of free run d (one call over the span from its
  * first to its last dirty page).  A region that has had no live block for
  * the decay time is unmapped if the arena has another; purging for the
@@ -464,6 +503,13 @@ static void run_purge(run_arena_t *a, page_desc_t *d, int by_bound) {
         HAK_GSTAT_ADD(large_syscalls, 1);
     }
     bin_insert(a, d);
+#if HAKMEM_HARDENED
+    /* a fence after a run that stayed free for the decay time (or is
+     * purged for the bound) guards nothing: it goes, and the runs around
+     * it merge */
+    uint32_t e = i + d->npages;
+    if (e < REGION_PAGES && (r->pages[e].flags & PD_FENCE)) fence_remove(a, r, e);
+#endif
 }
 
 /* Purge what has been free for the decay time; then, oldest first, while
@@ -587,6 +633,65 @@ void *hak_large_alloc(size_t size, size_t align, int zero) {
     return p;
 }
 
+#if HAKMEM_HARDENED
+/* Pages of a fenced run at most: a block of hak_run_max() bytes with the
+ * hardened flavor's header and canary (one page more) is still a run, as
+ * it is in the other flavors (else a vector grown to 32 MiB would leave
+ * the runs and their warm pages). */
+static uint32_t fenced_max_pages(void) { return (uint32_t)(hak_run_max() >> PAGE_SHIFT) + 1; }
+
+/* A run of size bytes (align 4 KiB) followed by a fence; NULL if it is
+ * beyond the runs (the caller maps it with its own guard page). */
+void *hak_large_alloc_fenced(size_t size) {
+    uint32_t n = (uint32_t)((size + PAGE - 1) >> PAGE_SHIFT);
+    if (n == 0) n = 1;
+    if (size > hak_run_max() + PAGE || n > fenced_max_pages()) return NULL;
+    if (HAK_UNLIKELY(hak_opt.background_purge && !__atomic_load_n(&bg_started, __ATOMIC_RELAXED)))
+        bg_start();
+    run_arena_t *a = arena_lock();
+    page_desc_t *d = find_fenced(a, n);
+    run_region_t *r;
+    uint32_t i, off = 0;
+    int fence = 0;
+    if (d && d->npages <= 8 * n) {           /* its last n pages: the fence is there */
+        r = region_of((uintptr_t)d);
+        i = desc_index(r, d);
+        off = d->npages - n;
+        run_take(a, d, off, n);
+    } else {
+        /* n pages and a new fence, from the start of a fence-ended run much
+         * larger than n (its warm pages next to the block, for a vector
+         * growing in place), else of the best fit */
+        if (!d) d = find_fit(a, n + 1);
+        if (!d) {
+            pthread_mutex_unlock(&a->lock);
+            run_region_t *nr = region_map(a);
+            if (!nr) return NULL;
+            pthread_mutex_lock(&a->lock);
+            region_add(a, nr);
+            d = find_fit(a, n + 1);
+        }
+        r = region_of((uintptr_t)d);
+        i = desc_index(r, d);
+        run_take(a, d, 0, n + 1);
+        run_set(r, i, n, 0);
+        run_set(r, i + n, 1, PD_FENCE);
+        stat_live(a, -1);                    /* live pages are blocks' pages */
+        fence = 1;
+    }
+    arena_decay(a, now_ms(), n);
+    ARENA_STAT(a, nlive);
+    pthread_mutex_unlock(&a->lock);
+    if (fence) {
+        /* the fence is live: no other thread takes it before it is set up */
+        hak_os_protect((void *)page_addr(r, i + n), PAGE, 1);
+        HAK_GSTAT_ADD(large_fence_calls, 1);
+        HAK_GSTAT_ADD(large_fences, 1);
+    }
+    return (void *)page_addr(r, i + off);
+}
+#endif
+
 /* The live block starting at p, with its arena locked; or NULL, with *what
  * saying why p is not one. */
 static page_desc_t *block_lock(uintptr_t p, run_arena_t **ap, const char **what) {
@@ -598,11 +703,12 @@ static page_desc_t *block_lock(uintptr_t p, run_arena_t **ap, const char **what)
     pthread_mutex_lock(&a->lock);
     page_desc_t *d = &r->pages[i];
     uint32_t f = d->flags;
-    if ((f & (PD_START | PD_FREE)) == PD_START) {
+    if ((f & (PD_START | PD_FREE | PD_FENCE)) == PD_START) {
         *ap = a;
         return d;
     }
     pthread_mutex_unlock(&a->lock);
+    if (f & PD_FENCE) *what = "invalid pointer (a guard page) at";
     /* a free run: freed before, or the rest of a split never handed out */
     if (f & PD_START) *what = "double free (or free of a block not handed out) of";
     else if (f & PD_GHOST) *what = "double free (or pointer inside a block) of";
@@ -646,6 +752,60 @@ size_t hak_large_usable(const void *p) {
     pthread_mutex_unlock(&ar->lock);
     return n;
 }
+
+#if HAKMEM_HARDENED
+/* Grow the fenced run at p to size bytes in place, its fence moving to the
+ * new end: possible when the run after its fence is free and long enough.
+ * 1 if done.  (A vector doubling its capacity would otherwise copy and
+ * fault in every page again at each step.) */
+int hak_large_grow_fenced(void *p, size_t size) {
+    uintptr_t a = (uintptr_t)p;
+    if (!is_run(a) || (a & (PAGE - 1))) return 0;
+    if (size > hak_run_max() + PAGE) return 0;
+    uint32_t need = (uint32_t)((size + PAGE - 1) >> PAGE_SHIFT);
+    if (need > fenced_max_pages()) return 0;
+    run_region_t *r = region_of(a);
+    uint32_t i = (uint32_t)((a - (uintptr_t)r) >> PAGE_SHIFT);
+    if (i < HDR_PAGES) return 0;
+    run_arena_t *ar = r->arena;
+    pthread_mutex_lock(&ar->lock);
+    page_desc_t *d = &r->pages[i];
+    uint32_t n = d->npages, f = i + n;
+    if ((d->flags & (PD_START | PD_FREE | PD_FENCE)) == PD_START && need > n && f + 1 < REGION_PAGES &&
+        (r->pages[f].flags & PD_FENCE)) {
+        /* free runs after the fence, split by the fences of blocks freed
+         * since, become one run as far as the block needs */
+        page_desc_t *fr = &r->pages[f + 1];
+        while ((fr->flags & PD_FREE) && fr->npages < need - n) {
+            uint32_t e = f + 1 + fr->npages;
+            if (e + 1 >= REGION_PAGES || !(r->pages[e].flags & PD_FENCE) || !(r->pages[e + 1].flags & PD_FREE))
+                break;
+            fence_remove(ar, r, e);
+        }
+    }
+    if ((d->flags & (PD_START | PD_FREE | PD_FENCE)) != PD_START || need <= n || f + 1 >= REGION_PAGES ||
+        !(r->pages[f].flags & PD_FENCE) || !(r->pages[f + 1].flags & PD_FREE) ||
+        r->pages[f + 1].npages < need - n) {
+        pthread_mutex_unlock(&ar->lock);
+        return 0;
+    }
+    run_take(ar, &r->pages[f + 1], 0, need - n);   /* pages f+1 .. i+need: the new fence last */
+    r->pages[i + n - 1].flags = 0;
+    r->pages[f].flags = 0;
+    r->pages[f + 1].flags = 0;
+    run_set(r, i, need, 0);
+    run_set(r, i + need, 1, PD_FENCE);
+    /* live pages: need - n more, counted by run_take (the old fence joins
+     * the block, the new one was a free page) */
+    arena_decay(ar, now_ms(), need);
+    pthread_mutex_unlock(&ar->lock);
+    /* both pages are the caller's: no other thread touches them */
+    hak_os_protect((void *)page_addr(r, i + need), PAGE, 1);
+    hak_os_protect((void *)page_addr(r, f), PAGE, 0);
+    HAK_GSTAT_ADD(large_fence_calls, 2);
+    return 1;
+}
+#endif
 
 /* realloc of a large block: in place when it shrinks, or grows into a free
  * run right after it; moved (copied) otherwise, and across the bounds (to a
@@ -797,7 +957,8 @@ unsigned hak_large_check(void) {
                     ndirty_runs += d->ndirty != 0;
                 } else {
                     if (bits_count(r->dirty, i, n)) bad += run_check_fail("live block with dirty bits", d);
-                    live += n;
+                    if (!(d->flags & PD_FENCE)) live += n;
+                    else if (n != 1 || !HAKMEM_HARDENED) bad += run_check_fail("fence of more than a page", d);
                 }
                 prev_free = fr;
                 i += n;

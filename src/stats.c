@@ -140,7 +140,7 @@ static void format_json(out_t *o, const snapshot_t *s) {
         "\"large_cached_bytes\":%llu,\"large_maps\":%llu,\"large_cache_hits\":%llu,\"purged_bytes\":%llu,"
         "\"large_regions\":%llu,\"large_runs_split\":%llu,\"large_runs_coalesced\":%llu,"
         "\"large_runs_reused\":%llu,\"large_purged_decay_bytes\":%llu,\"large_purged_bound_bytes\":%llu,"
-        "\"large_syscalls\":%llu,\"rss_bytes\":%llu}\n",
+        "\"large_syscalls\":%llu,\"large_fences\":%llu,\"large_fence_calls\":%llu,\"rss_bytes\":%llu}\n",
         (unsigned long long)s->heaps, (unsigned long long)s->heaps_active,
         (unsigned long long)s->g.ss_mapped, (unsigned long long)s->g.ss_in_pool,
         (unsigned long long)s->g.ss_map_calls, (unsigned long long)s->g.ss_unmap_calls,
@@ -150,7 +150,9 @@ static void format_json(out_t *o, const snapshot_t *s) {
         (unsigned long long)s->g.large_regions, (unsigned long long)s->g.large_runs_split,
         (unsigned long long)s->g.large_runs_coalesced, (unsigned long long)s->g.large_runs_reused,
         (unsigned long long)s->g.large_purged_decay_bytes, (unsigned long long)s->g.large_purged_bound_bytes,
-        (unsigned long long)s->g.large_syscalls, (unsigned long long)s->rss_bytes);
+        (unsigned long long)s->g.large_syscalls, (unsigned long long)s->g.large_fences,
+        (unsigned long long)s->g.large_fence_calls,
+        (unsigned long long)s->rss_bytes);
 }
 
 /* The JSON text into buf (NUL-terminated, truncated to size); returns the

@@ -151,6 +151,9 @@ static void c_uaf_read_memcpy(size_t n) {
 }
 static void c_write_after_realloc(size_t n) {
     char *volatile p = fill(n);
+    /* a block after p, so that a large block cannot grow in place */
+    char *volatile after = fill(n);
+    (void)after;
     char *q = realloc(p, n * 4 + 4096);
     if (q == p) { fprintf(stderr, "misuse_matrix: realloc did not move\n"); exit(0); }
     p[0] = 'X';

@@ -38,6 +38,9 @@
  *   ENOMEM            under RLIMIT_AS: NULL + ENOMEM once no region has room,
  *                     nothing counted live, a failed realloc keeps its block,
  *                     and allocation works again once the limit is raised
+ *   fences            hardened: a freed block's guard page stays for the next
+ *                     block of at most its size (no system call), which is
+ *                     checked like any other; malloc_trim removes them
  *
  * The hardened flavor (libhakmem-hardened) puts a header before each block
  * and a canary and a guard page behind it, and holds freed blocks in a
@@ -526,9 +529,10 @@ static void test_realloc_in_place(void **state)
         assert_non_null(c);
         assert_int_equal(malloc_usable_size(c), 400 * TU_KIB);
         assert_int_equal(tu_check(c, 400 * TU_KIB, 11), -1);
-        char *d = realloc(c, 3 * mib);           /* beyond the block: moves */
+        /* beyond the block: moves, or grows in place where the pages after
+         * its guard page are free (the fences case checks that) */
+        char *d = realloc(c, 3 * mib);
         assert_non_null(d);
-        assert_true(d != c);
         assert_int_equal(malloc_usable_size(d), 3 * mib);
         assert_int_equal(tu_check(d, 400 * TU_KIB, 11), -1);
         free(d);
@@ -739,28 +743,34 @@ static int steady_case(size_t lo, size_t hi, unsigned nslots, uint64_t tag)
     tu_rng r;
     memset(&t, 0, sizeof t);
     tu_rng_seed(&r, tag);
-    /* hardened: large_syscalls counts the core's system calls, not the guard
-     * pages' mprotect calls */
+    /* hardened: large_syscalls counts the core's maps, unmaps and purges;
+     * large_fence_calls the mprotect calls of its guard pages (fences), which
+     * a block reuses where one fits: a few new ones are allowed, where no
+     * freed run between fences is as large as the block */
     tu_quarantine_flush();
     uint64_t live0 = stat_c("large_live");
     double t0 = tu_now();
     if (steady_run(&t, &r, nslots, lo, hi, 5000, tag))
         return 1;
     double t1 = tu_now();
-    uint64_t sys0 = stat_c("large_syscalls"), maps0 = stat_c("large_maps");
+    uint64_t sys0 = stat_c("large_syscalls"), maps0 = stat_c("large_maps"), fc0 = stat_c("large_fence_calls");
     uint64_t dec0 = stat_c("large_purged_decay_bytes"), bnd0 = stat_c("large_purged_bound_bytes");
     if (steady_run(&t, &r, nslots, lo, hi, 20000, tag + 1))
         return 1;
     double t2 = tu_now();
-    uint64_t sys1 = stat_c("large_syscalls"), maps1 = stat_c("large_maps");
+    uint64_t sys1 = stat_c("large_syscalls"), maps1 = stat_c("large_maps"), fc1 = stat_c("large_fence_calls");
     uint64_t dec1 = stat_c("large_purged_decay_bytes"), bnd1 = stat_c("large_purged_bound_bytes");
     fprintf(stderr, "steady %zu..%zu KiB x %u slots: warm-up %.0f ms, 20000 steps %.0f ms, "
-            "%llu system calls, %llu maps, purged %llu KiB by decay, %llu KiB by the bound\n",
+            "%llu system calls, %llu maps, %llu fence calls, purged %llu KiB by decay, %llu KiB by the bound\n",
             lo >> 10, hi >> 10, nslots, (t1 - t0) * 1e3, (t2 - t1) * 1e3, ULL(sys1 - sys0),
-            ULL(maps1 - maps0), ULL((dec1 - dec0) >> 10), ULL((bnd1 - bnd0) >> 10));
+            ULL(maps1 - maps0), ULL(fc1 - fc0), ULL((dec1 - dec0) >> 10), ULL((bnd1 - bnd0) >> 10));
     CK(sys1 == sys0, "%zu..%zu B over %u slots: large_syscalls %llu -> %llu in 20000 steps after "
        "the warm-up, want none (maps +%llu, purged %llu B by decay, %llu B by the bound)", lo, hi,
        nslots, ULL(sys0), ULL(sys1), ULL(maps1 - maps0), ULL(dec1 - dec0), ULL(bnd1 - bnd0));
+    /* hardened: a guard page set up and taken down per block would be
+     * 40000 calls here */
+    CK(fc1 - fc0 <= 100, "%zu..%zu B over %u slots: %llu fence calls in 20000 steps, want at most 100",
+       lo, hi, nslots, ULL(fc1 - fc0));
     for (unsigned k = 0; k < nslots; k++) {
         if (!t.p[k])
             continue;
@@ -1302,6 +1312,113 @@ static void test_enomem(void **state)
     print_message("%s", g_err);
 }
 
+/* ============================================ hardened: fences */
+
+/* The hardened flavor's large blocks end less than a page before a fence, a
+ * page the core keeps PROT_NONE while the block before it is live or free, and
+ * which a later block of at most the freed run's size reuses with no system
+ * call.  In a fresh process: one block makes one fence; after its free
+ * (and the quarantine's), a smaller block ends at the same fence, with no
+ * large-tier system call; that block is checked as any other (overflow by 1
+ * byte and underflow by 1 byte stop free, a write on the fence faults, a
+ * double free is named, realloc keeps the bytes); malloc_trim removes the
+ * fences of free runs. */
+struct fence_misuse { char *q; size_t n; int what; };
+
+static int fence_misuse_child(void *arg)
+{
+    struct fence_misuse *m = arg;
+    volatile char *q = m->q;
+    switch (m->what) {
+    case 0: q[m->n] = 'x'; free(m->q); break;                   /* overflow 1 B */
+    case 1: q[-1] = 'x'; free(m->q); break;                     /* underflow 1 B */
+    case 2: free(m->q); free(tu_launder(m->q)); break;           /* double free */
+    case 3: q[round_page((uintptr_t)m->q + m->n + 1) - (uintptr_t)m->q] = 'x'; break;  /* the fence */
+    }
+    return 0;
+}
+
+static int fence_expect(char *q, size_t n, int what, int sig, const char *must)
+{
+    static const char *const names[] = { "overflow by 1 byte", "underflow by 1 byte", "double free",
+                                         "a write on the fence" };
+    struct fence_misuse m = { q, n, what };
+    int status;
+    char err[4096];
+    CK(run_in_child(fence_misuse_child, &m, &status, err, sizeof err) == 0, "fork failed");
+    CK(WIFSIGNALED(status) && WTERMSIG(status) == sig && (!must || strstr(err, must)),
+       "%s of a block before a reused fence: status %#x, want signal %d%s%s; stderr: %s", names[what],
+       status, sig, must ? " and a message with " : "", must ? must : "", err);
+    return 0;
+}
+
+static int wl_fences(void)
+{
+    const size_t n1 = 600 * 1024, n2 = 500 * 1024;
+    uint64_t f0 = stat_c("large_fences");
+    char *p = malloc(n1);
+    CK(p != NULL, "malloc(600 KiB) returned NULL");
+    memset(p, 0x5a, n1);
+    uint64_t f1 = stat_c("large_fences");
+    uintptr_t fence = round_page((uintptr_t)p + n1 + 1);      /* after the canary's first byte */
+    CK(f1 == f0 + 1, "malloc(600 KiB) made %llu fences, want 1", ULL(f1 - f0));
+    free(p);
+    tu_quarantine_flush();                          /* p's run back in the core */
+    CK(stat_c("large_fences") == f1, "freeing the block took its fence down");
+    uint64_t sys0 = stat_c("large_syscalls") + stat_c("large_fence_calls");
+    char *q = malloc(n2);
+    uint64_t sys1 = stat_c("large_syscalls") + stat_c("large_fence_calls");
+    CK(q != NULL, "malloc(500 KiB) returned NULL");
+    CK(round_page((uintptr_t)q + n2 + 1) == fence, "malloc(500 KiB) = %p does not end at the fence "
+       "%#lx left by the freed 600 KiB block %p", (void *)q, (unsigned long)fence, (void *)p);
+    CK(sys1 == sys0, "reusing a fence took %llu large-tier system calls, want 0", ULL(sys1 - sys0));
+    CK(stat_c("large_fences") == f1, "reusing a fence made a new one");
+    CK(malloc_usable_size(q) == n2, "malloc_usable_size = %zu, want %zu", malloc_usable_size(q), n2);
+    memset(q, 0x33, n2);
+    CK(hak_check() == 0, "hak_check found problems with a block before a reused fence");
+    if (fence_expect(q, n2, 0, SIGABRT, "buffer overflow") || fence_expect(q, n2, 1, SIGABRT, "buffer underflow") ||
+        fence_expect(q, n2, 2, SIGABRT, "double free") || fence_expect(q, n2, 3, SIGSEGV, NULL))
+        return 1;
+    char *r = realloc(q, n1 + PAGE);
+    CK(r != NULL && tu_all_bytes(r, n2, 0x33), "realloc(500 KiB -> 604 KiB) lost the contents");
+    free(r);
+    CK(malloc_trim(0) == 1, "malloc_trim(0) with freed runs returned 0");
+    CK(stat_c("large_fences") == f0, "after malloc_trim: %llu fences, want %llu (every run free)",
+       ULL(stat_c("large_fences")), ULL(f0));
+    CK(hak_check() == 0, "hak_check found problems after the fences went");
+    /* A block whose fence has free pages after it grows in place: the
+     * fence moves (two calls), the bytes stay, the new end is guarded. */
+    char *g = malloc(300 * 1024);
+    CK(g != NULL, "malloc(300 KiB) returned NULL");
+    memset(g, 0x44, 300 * 1024);
+    uint64_t fc0 = stat_c("large_fence_calls"), nf = stat_c("large_fences");
+    char *g2 = realloc(g, 2 * 1024 * 1024);
+    CK(g2 == g, "realloc(300 KiB -> 2 MiB) moved the block (%p -> %p) with free pages after its fence",
+       (void *)g, (void *)g2);
+    CK(stat_c("large_fence_calls") == fc0 + 2 && stat_c("large_fences") == nf,
+       "growing in place: %llu fence calls and %llu -> %llu fences, want 2 calls and the same count",
+       ULL(stat_c("large_fence_calls") - fc0), ULL(nf), ULL(stat_c("large_fences")));
+    CK(tu_all_bytes(g2, 300 * 1024, 0x44), "realloc in place lost the contents");
+    memset(g2, 0x55, 2 * 1024 * 1024);             /* every new page is writable */
+    if (fence_expect(g2, 2 * 1024 * 1024, 3, SIGSEGV, NULL) || fence_expect(g2, 2 * 1024 * 1024, 0, SIGABRT, "buffer overflow"))
+        return 1;
+    CK(hak_check() == 0, "hak_check found problems after a block grew in place");
+    free(g2);
+    return 0;
+}
+
+static void test_hardened_fences(void **state)
+{
+    (void)state;
+    static const char *const env[] = { NULL };
+    if (!tu_hardened()) {
+        print_message("skipped: the hardened flavor's guard pages\n");
+        skip();
+    }
+    TU_SKIP_IF_HAK_NAMES("ends with malloc_trim; the hak_-only library has no malloc_trim");
+    run_self(env, "fences", "fences (hardened, fresh process)");
+}
+
 /* ---------------------------------------------------------------- main */
 
 static int child_main(const char *name)
@@ -1320,6 +1437,8 @@ static int child_main(const char *name)
         return wl_bound();
     if (strcmp(name, "no_early_decay") == 0)
         return wl_no_early_decay();
+    if (strcmp(name, "fences") == 0)
+        return wl_fences();
     fprintf(stderr, "unknown child workload %s\n", name);
     return 1;
 }
@@ -1346,6 +1465,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_no_early_decay_under_contention),
         cmocka_unit_test(test_fork_with_threads),
         cmocka_unit_test(test_enomem),
+        cmocka_unit_test(test_hardened_fences),
     };
     alarm(300);
     return cmocka_run_group_tests(tests, NULL, NULL);

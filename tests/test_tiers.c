@@ -1201,8 +1201,10 @@ static void test_large_cache_calloc_zero(void **state)
         if (!q)
             fail_msg("calloc(%zu) returned NULL", calloc_sz[i]);
         /* Cases 0, 1, 3 take the dirty mapping as it is; case 2 grows it
-         * with mremap (its first 8 MiB dirty). */
-        if (stat_u64("large_cache_hits") != hits0 + 1)
+         * with mremap (its first 8 MiB dirty).  Hardened: the freed 8 MiB
+         * run ends at its guard page (a fence), which the 12 MiB block does
+         * not fit before: it gets other pages. */
+        if (stat_u64("large_cache_hits") != hits0 + 1 && !(tu_hardened() && i == 2))
             fail_msg("calloc(%zu) after free(malloc(%zu)) did not reuse the cached mapping",
                      calloc_sz[i], dirty_sz[i]);
         if (!tu_all_bytes(q, calloc_sz[i], 0)) {
