@@ -185,6 +185,7 @@ typedef struct hak_quarantine {
     uint32_t head, count;
     size_t bytes;
     uintptr_t ring[HAK_QUARANTINE_SLOTS];
+    uint8_t cls1[HAK_QUARANTINE_SLOTS];          /* its class + 1; 0: a large block */
 } hak_quarantine_t;
 
 typedef struct hak_heap {
