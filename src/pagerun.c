@@ -27,6 +27,11 @@
  *                          on the arena's dirty list, oldest first.  Free
  *                          neighbours are merged at once; a run is split
  *                          exactly, to the page.
+ *   fence                  hardened flavor only: a one-page live run,
+ *                          PROT_NONE, right after a block of up to 4 MiB (its
+ *                          guard page); it outlives the block, so the next
+ *                          block that fits before it needs no mprotect call
+ *                          (see "Fences" below).
  *
  * Layout of a region:
  *
