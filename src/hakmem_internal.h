@@ -114,24 +114,27 @@ typedef struct hak_slab {
     /* Line 0: read by the free gate; written only when the slab changes
      * state or is carved (by its owner). */
     struct hak_heap *owner;        /* NULL while the slab slot is free */
-    uint64_t div_magic;            /* off % bsize == 0 iff off*magic < magic */
-    uint32_t carved;               /* offsets below this were handed out;
-                                    * read by any thread's free gate while
-                                    * the owner carves: relaxed atomics */
+    uint64_t div_magic;            /* floor(2^64 / bsize) + 1: see hak_slab_is_block */
+    uint64_t carved_lim;           /* (carved / bsize) * (bsize * div_magic mod 2^64):
+                                    * the free gate's bound, see hak_slab_is_block;
+                                    * read by any thread's free gate while the
+                                    * owner carves: relaxed atomics */
+    uint32_t carved;               /* offsets below this were handed out */
     uint32_t bsize;
     uint8_t  cls;
     uint8_t  in_partial;
     uint16_t index;                /* slot in its SuperSlab */
+    uint16_t bin_off;              /* cls * sizeof(hak_bin_t): the free gate's bin */
     uint32_t cap_end;              /* (span bytes / bsize) * bsize */
     /* owner-only state */
     void    *free;                 /* local free list */
     uint32_t nfree;
     uint32_t used;                 /* blocks out of the slab (users + bins) */
-    struct hak_slab *next, *prev;  /* heap's partial list of this class */
     /* Line 1: written by other threads. */
     _Alignas(64) _Atomic uintptr_t xthread_free;  /* remote frees | QUEUED */
     struct hak_slab *next_remote;                 /* heap's remote queue */
     /* Read by slow paths only. */
+    struct hak_slab *next, *prev;  /* heap's partial list of this class (owner only) */
     uint8_t  span_slots;           /* slots this slab covers (first slot) */
     uint8_t  span_back;            /* other slots of a span: distance to the first */
 } hak_slab_t;
@@ -264,9 +267,9 @@ HAK_INLINE unsigned tiny_alloc_gate(size_t n) {
 /* The same, as the byte offset of the class's bin in hak_heap_t.bins (class
  * * sizeof(hak_bin_t)): malloc's hit path adds it to the heap pointer, with
  * no scaling of its own. */
-extern const uint16_t hak_tiny_bin_off[HAK_TINY_MAX / 16 + 1];
+extern const uint16_t hak_tiny_bin_off[HAK_TINY_MAX + 1];
 HAK_INLINE size_t tiny_bin_off(size_t n) {
-    return hak_tiny_bin_off[(n + 15) >> 4];
+    return hak_tiny_bin_off[n];
 }
 
 /* Any size in 1..HAK_SMALL_MAX -> class; four classes per doubling above
@@ -309,12 +312,23 @@ HAK_INLINE hak_slab_t *hak_block_slab(uintptr_t a) {
 
 
 /* Is offset `off` (in the slab) the start of a block that was handed out?
+ * One multiply and one compare answer both halves of the question.  With
+ * d = bsize, M = div_magic = floor(2^64/d) + 1 and e = d*M - 2^64 (1 <= e <= d),
+ * the product off*M mod 2^64 is k*e for a block start off = k*d, which grows
+ * with k, and at least M (far above any bound here) for any other offset.  So
+ * off is a carved block start iff off*M < carved_lim = (carved/d)*e.
  * The owner may be carving s meanwhile (free gates of other threads run
- * here): carved only grows while s holds a block, so the old and the new
+ * here): carved_lim only grows while s holds a block, so the old and the new
  * value give the same answer for any block that was handed out. */
 HAK_INLINE int hak_slab_is_block(const hak_slab_t *s, uint32_t off) {
-    return off < HAK_RACY_LOAD(s->carved) &&
-           (uint64_t)off * s->div_magic < s->div_magic;
+    return (uint64_t)off * s->div_magic < HAK_RACY_LOAD(s->carved_lim);
+}
+
+/* Set the carve frontier (and the free gate's bound with it). */
+HAK_INLINE void hak_slab_set_carved(hak_slab_t *s, uint32_t carved) {
+    uint64_t e = (uint64_t)s->bsize * s->div_magic;          /* mod 2^64 */
+    __atomic_store_n(&s->carved, carved, __ATOMIC_RELAXED);
+    __atomic_store_n(&s->carved_lim, carved ? (uint64_t)(carved / s->bsize) * e : 0, __ATOMIC_RELAXED);
 }
 
 /* Is a the start of a block of s that was handed out? */
@@ -397,15 +411,20 @@ HAK_INLINE void *bin_take(hak_heap_t *h, unsigned cls) {
  * The block may belong to a slab of another thread's heap: it stays "out of
  * its slab" while it sits here, and goes back (as a remote free) only when
  * this bin overflows or the thread exits. */
-HAK_INLINE void bin_put(hak_heap_t *h, unsigned cls, void *p, const char *fn) {
+HAK_INLINE void bin_put_keyed(hak_heap_t *h, hak_bin_t *bin, unsigned cls, void *p, uintptr_t key,
+                              const char *fn) {
+    (void)h; (void)cls;
     if (HAKMEM_DEBUG_CHECKS) hak_debug_on_free(p, fn);
     if (HAKMEM_DEBUG_COUNTERS) HAK_STAT_ADD(h->stats[cls].frees, 1);
-    hak_bin_t *bin = &h->bins[cls];
-    void **b = p;
-    hak_link_set(b, bin->head);
-    b[1] = (void *)hak_block_key((uintptr_t)p);
+    uintptr_t *b = p;
+    b[1] = key;                             /* (this order compiles shortest in free) */
+    b[0] = (uintptr_t)bin->head ^ key;      /* hak_link_set(b, head): key is hak_block_key(b) */
     bin->head = b;
     bin->room--;
+}
+
+HAK_INLINE void bin_put(hak_heap_t *h, unsigned cls, void *p, const char *fn) {
+    bin_put_keyed(h, &h->bins[cls], cls, p, hak_block_key((uintptr_t)p), fn);
 }
 
 /* The bin's last free slot: the slow path (api.c) flushes half of the bin

@@ -119,16 +119,18 @@ static hak_slab_t *slab_alloc(hak_heap_t *h, unsigned cls) {
     hak_slab_t *s = &ss->slabs[i];
     for (unsigned j = 1; j < k; j++) {     /* the span's other slots point back */
         s[j].span_back = (uint8_t)j;
-        __atomic_store_n(&s[j].carved, 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&s[j].carved_lim, 0, __ATOMIC_RELAXED);
+        s[j].carved = 0;
     }
     uint32_t bsize = hak_class_size[cls];
     s->span_slots = (uint8_t)k;
     s->span_back = 0;
     s->bsize = bsize;
     s->cls = (uint8_t)cls;
-    s->div_magic = UINT64_MAX / bsize + 1;
+    s->bin_off = (uint16_t)(cls * sizeof(hak_bin_t));
+    s->div_magic = UINT64_MAX / bsize + 1 + ((bsize & (bsize - 1)) == 0);  /* floor(2^64/d) + 1 */
     s->cap_end = (uint32_t)(((uint32_t)k << HAK_SLAB_SHIFT) / bsize) * bsize;
-    __atomic_store_n(&s->carved, 0, __ATOMIC_RELAXED);
+    hak_slab_set_carved(s, 0);
     s->free = NULL;
     s->nfree = 0;
     s->used = 0;
@@ -184,7 +186,7 @@ static size_t heap_purge(hak_heap_t *h, size_t target) {
 static void slab_release(hak_heap_t *h, hak_slab_t *s, int force) {
     if (s->in_partial) partial_remove(h, s);
     __atomic_store_n(&s->owner, NULL, __ATOMIC_RELEASE);
-    __atomic_store_n(&s->carved, 0, __ATOMIC_RELAXED);
+    hak_slab_set_carved(s, 0);
     s->free = NULL;
     s->nfree = 0;
     hak_superslab_t *ss = (hak_superslab_t *)((uintptr_t)s & ~(HAK_SS_SIZE - 1));
@@ -287,7 +289,7 @@ static void slab_carve(hak_heap_t *h, hak_slab_t *s, hak_bin_t *bin, uint32_t wa
     bin->head = head;
     bin->room -= n;
     if (HAKMEM_BUILD_DEBUG) pagefault_telemetry_touch(h, s->cls, base, (size_t)n * bsize);
-    __atomic_store_n(&s->carved, s->carved + n * bsize, __ATOMIC_RELAXED);  /* free gates read it */
+    hak_slab_set_carved(s, s->carved + n * bsize);   /* free gates read it */
     s->used += n;
 }
 

@@ -54,8 +54,8 @@ check_entry() {   # FN MAXINSNS
     if [ "$n" -le "$max" ]; then ok "$fn: $n instructions to the first ret (max $max)"
     else bad "$fn: $n instructions to the first ret (max $max)"; fi
 }
-check_entry malloc 22
-check_entry free 44
+check_entry malloc 20
+check_entry free 32
 
 echo "release-check: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -541,6 +541,40 @@ static size_t boundary_sizes(size_t *out)
     return n;
 }
 
+/* Every size of the tiny tier, 0 to 1024, gets a block of exactly the
+ * smallest class that holds it (malloc's hit path finds the class with a
+ * table indexed by the size itself); above 1024, the same for every class
+ * size -1, +0 and +1.  Hardened: the usable size is the size asked for. */
+static size_t smallest_class(const size_t *cls, size_t nc, size_t n)
+{
+    for (size_t i = 0; i < nc; i++)
+        if (cls[i] >= (n ? n : 1)) return cls[i];
+    return 0;
+}
+
+static void check_class_of(const size_t *cls, size_t nc, size_t n)
+{
+    size_t want = tu_hardened() ? n : smallest_class(cls, nc, n);
+    unsigned char *p = malloc(n);
+    if (!p) fail_msg("malloc(%zu) returned NULL", n);
+    size_t u = malloc_usable_size(p);
+    if (u != want) fail_msg("malloc(%zu): usable %zu, want %zu", n, u, want);
+    if (n) { p[0] = 1; p[n - 1] = 2; }
+    free(p);
+}
+
+static void test_every_small_size_class(void **state)
+{
+    (void)state;
+    size_t cls[64], nc = class_sizes(cls), smax = hak_small_size_max();
+    for (size_t n = 0; n <= 1024; n++)
+        check_class_of(cls, nc, n);
+    for (size_t i = 0; i < nc; i++)
+        for (size_t m = cls[i] - 1; m <= cls[i] + 1; m++)
+            if (m > 1024 && m + (tu_hardened() ? TU_HARD_HDR + 1 : 0) <= smax)
+                check_class_of(cls, nc, m);
+}
+
 static void test_tier_boundaries(void **state)
 {
     (void)state;
@@ -1250,6 +1284,7 @@ int main(int argc, char **argv)
     g_self[n > 0 ? n : 0] = '\0';
 
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_every_small_size_class),
         cmocka_unit_test(test_tier_boundaries),
         cmocka_unit_test(test_tier_calloc_after_dirty),
         cmocka_unit_test(test_realloc_chain),
