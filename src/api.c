@@ -3,8 +3,10 @@
  * Call tree of the two hot paths:
  *
  *   malloc(n)                       n <= 1024 (tiny tier)
- *     tiny_alloc_gate(n)            class from one table load
- *     malloc_tiny_fast              pop the thread's bin: the hit path
+ *     malloc_tiny_fast              the bin from the heap's size table (one
+ *                                   load), pop its head: the hit path
+ *       -> malloc_bin_end           the head's link did not decode: the bin
+ *                                   is empty (HAK_BIN_END), or a corrupted link
  *       -> unified_cache_refill     (refill.c) bin empty, or first use
  *     malloc_slow                   n > 1024: mid classes, then large.c
  *
@@ -38,10 +40,16 @@
 
 /* ----------------------------------------------------------- state */
 
-/* A new thread starts on the empty heap: its bins are all empty, so the first
- * malloc misses into the refill path, which gives the thread a real heap.
- * free never needs a heap: a block whose slab is not ours is a remote free. */
-hak_heap_t hak_heap_empty;
+/* HAK_BIN_END: read-only, so that no write can make it decode as a link.
+ * Its link word's low nibble, 1, decodes to 1 ^ 0xA with the free key and to
+ * 1 before hak_init has drawn the key (the key is 0 then, and a static
+ * binary's libc calls malloc that early): never a 16-aligned link. */
+_Alignas(16) const uintptr_t hak_bin_end_blk[2] = {1, 0};
+
+/* A new thread starts on the empty heap (defined below, with the size
+ * table): its bins are all empty, so the first malloc misses into the refill
+ * path, which gives the thread a real heap.  free never needs a heap: a
+ * block whose slab is not ours is a remote free. */
 __thread hak_heap_t *hak_tl_heap __attribute__((tls_model("initial-exec"))) = &hak_heap_empty;
 uintptr_t hak_free_key;
 pthread_key_t hak_thread_key;
@@ -53,17 +61,27 @@ const uint8_t hak_tiny_class_tbl[HAK_TINY_MAX / 16 + 1] = {
     18, 18, 18, 18, 18, 18, 18, 18, 19, 19, 19, 19, 19, 19, 19, 19,
 };
 
-/* Indexed by the request size itself (2 KiB), so that malloc's hit path
- * does not round the size first (2 instructions less than a table per
- * 16 bytes).  GCC's range designators; each range ends at a class size. */
+/* Size -> the byte offset of its class's bin, indexed by the request size
+ * itself (2 KiB), so that malloc's hit path does not round the size first
+ * (2 instructions less than a table per 16 bytes).  Every heap holds a copy
+ * (hak_heap_t.bin_off), which the hit path reads next to the heap pointer
+ * it has loaded anyway.  GCC's range designators; each range ends at a
+ * class size. */
 #define BO(c) ((c) * sizeof(hak_bin_t))
-const uint16_t hak_tiny_bin_off[HAK_TINY_MAX + 1] = {
-    [0 ... 16] = BO(0), [17 ... 32] = BO(1), [33 ... 48] = BO(2), [49 ... 64] = BO(3),
-    [65 ... 80] = BO(4), [81 ... 96] = BO(5), [97 ... 112] = BO(6), [113 ... 128] = BO(7),
-    [129 ... 160] = BO(8), [161 ... 192] = BO(9), [193 ... 224] = BO(10), [225 ... 256] = BO(11),
-    [257 ... 320] = BO(12), [321 ... 384] = BO(13), [385 ... 448] = BO(14), [449 ... 512] = BO(15),
-    [513 ... 640] = BO(16), [641 ... 768] = BO(17), [769 ... 896] = BO(18), [897 ... 1024] = BO(19),
+#define TINY_BIN_OFF_INIT {                                                                       \
+    [0 ... 16] = BO(0), [17 ... 32] = BO(1), [33 ... 48] = BO(2), [49 ... 64] = BO(3),           \
+    [65 ... 80] = BO(4), [81 ... 96] = BO(5), [97 ... 112] = BO(6), [113 ... 128] = BO(7),       \
+    [129 ... 160] = BO(8), [161 ... 192] = BO(9), [193 ... 224] = BO(10), [225 ... 256] = BO(11), \
+    [257 ... 320] = BO(12), [321 ... 384] = BO(13), [385 ... 448] = BO(14), [449 ... 512] = BO(15), \
+    [513 ... 640] = BO(16), [641 ... 768] = BO(17), [769 ... 896] = BO(18), [897 ... 1024] = BO(19), \
+}
+const uint16_t hak_tiny_bin_off[HAK_TINY_MAX + 1] = TINY_BIN_OFF_INIT;
+/* The empty heap: every bin empty (cap 0), and the size table. */
+hak_heap_t hak_heap_empty = {
+    .bins = {[0 ... HAK_NUM_CLASSES - 1] = {.head = HAK_BIN_END}},
+    .bin_off = TINY_BIN_OFF_INIT,
 };
+#undef TINY_BIN_OFF_INIT
 #undef BO
 
 const uint32_t hak_class_size[HAK_NUM_CLASSES] = {
@@ -133,7 +151,7 @@ __attribute__((constructor)) static void hak_ctor(void) { hak_init(); }
 /* ----------------------------------------------------------- allocation */
 
 HAK_INLINE void *bin_pop(hak_heap_t *h, unsigned cls) {
-    if (HAK_UNLIKELY(h->bins[cls].head == NULL)) return unified_cache_refill(h, cls);
+    if (HAK_UNLIKELY(h->bins[cls].head == HAK_BIN_END)) return unified_cache_refill(h, cls);
     return bin_take(h, cls);
 }
 
@@ -142,17 +160,33 @@ static HAK_NOINLINE void *malloc_slow(size_t n) {
     return hak_large_alloc(n, 0, 0);
 }
 
+/* The link check of malloc's hit path failed: the bin is empty (its head is
+ * the end marker), or the head block's link was overwritten. */
+static HAK_NOINLINE void *malloc_bin_end(hak_heap_t *h, hak_bin_t *bin) {
+    if (HAK_LIKELY(bin->head == HAK_BIN_END)) return unified_cache_refill(h, (unsigned)(bin - h->bins));
+    hak_link_corrupt(bin->head, "malloc");
+}
+
 /* malloc_tiny_fast: the hit path of the tiny tier.  The bin is found by
- * its byte offset (one table load, no scaling); the class, needed only on
- * a miss and by the counters, is that offset over sizeof(hak_bin_t). */
+ * its byte offset (one table load indexed by the size, no scaling); an
+ * empty bin is found by the link check (HAK_BIN_END), not by a test of its
+ * own.  Then bin_take_from's work, with the check's decoded link. */
 HAK_INLINE void *malloc_tiny_fast(size_t n) {
     if (HAK_UNLIKELY(n > HAK_TINY_MAX)) return malloc_slow(n);
     hak_heap_t *h = hak_tl_heap;
-    size_t off = tiny_bin_off(n);
-    hak_bin_t *bin = (hak_bin_t *)((char *)h->bins + off);
-    unsigned cls = (unsigned)(off / sizeof(hak_bin_t));
-    if (HAK_UNLIKELY(bin->head == NULL)) return unified_cache_refill(h, cls);
-    return bin_take_from(h, bin, cls);
+    hak_bin_t *bin = (hak_bin_t *)((char *)h->bins + heap_bin_off(h, n));
+    void **b = bin->head;
+    uintptr_t next = *(const uintptr_t *)b ^ hak_block_key((uintptr_t)b);
+    if (HAK_UNLIKELY(next & HAK_LINK_BAD_BITS)) return malloc_bin_end(h, bin);
+    unsigned cls = (unsigned)(bin - h->bins);
+    (void)cls;
+    if (HAKMEM_DEBUG_CHECKS && (void *)next != HAK_BIN_END) hak_debug_check_node(NULL, cls, (void *)next, "malloc");
+    bin->head = (void *)next;
+    bin->room++;
+    b[1] = NULL;
+    if (HAKMEM_DEBUG_COUNTERS) HAK_STAT_ADD(h->stats[cls].allocs, 1);
+    if (HAKMEM_DEBUG_CHECKS) hak_debug_on_alloc(b);
+    return b;
 }
 
 #if !HAKMEM_HARDENED

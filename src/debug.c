@@ -148,7 +148,7 @@ HAK_EXPORT unsigned hak_check(void) {
     for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
         hak_bin_t *bin = &h->bins[c];
         uint32_t n = 0;
-        for (void **b = bin->head; b; b = walk_next(b, &bad)) {
+        for (void **b = bin->head; b && b != HAK_BIN_END; b = walk_next(b, &bad)) {
             uintptr_t a = (uintptr_t)b;
             if (++n > bin->cap) { bad += check_fail("bin longer than its cap (cycle?)", bin); break; }
             if (!hak_super_lookup(b)) { bad += check_fail("bin node outside every SuperSlab", b); break; }

@@ -193,6 +193,11 @@ typedef struct hak_quarantine {
 
 typedef struct hak_heap {
     hak_bin_t bins[HAK_NUM_CLASSES];            /* the hot part */
+    uint16_t bin_off[HAK_TINY_MAX + 1];         /* size -> its bin's offset in bins:
+                                                 * a copy of hak_tiny_bin_off, read by
+                                                 * malloc's hit path at an offset from
+                                                 * the heap it holds anyway (no load of
+                                                 * the table's address) */
     hak_slab_t *partial[HAK_NUM_CLASSES];       /* slabs with room */
     hak_superslab_t *warm;                       /* SuperSlabs with free slots */
     hak_superslab_t *full;                       /* SuperSlabs without */
@@ -270,6 +275,9 @@ HAK_INLINE unsigned tiny_alloc_gate(size_t n) {
 extern const uint16_t hak_tiny_bin_off[HAK_TINY_MAX + 1];
 HAK_INLINE size_t tiny_bin_off(size_t n) {
     return hak_tiny_bin_off[n];
+}
+HAK_INLINE size_t heap_bin_off(const hak_heap_t *h, size_t n) {
+    return h->bin_off[n];
 }
 
 /* Any size in 1..HAK_SMALL_MAX -> class; four classes per doubling above
@@ -355,6 +363,14 @@ HAK_INLINE uintptr_t hak_block_key(uintptr_t a) { return hak_free_key ^ a; }
 /* diag.c: stop with a message naming the block, its class and the word */
 __attribute__((noreturn)) void hak_link_corrupt(const void *b, const char *fn);
 
+/* The end of every bin's list (not NULL): a read-only pair of words whose
+ * link word fails the safe-linking check with any key (api.c), so malloc's
+ * hit path needs no test for an empty bin: the link check it makes anyway
+ * sends an empty bin to the slow path, which refills.
+ * Slab free lists and remote chains still end with NULL. */
+extern const uintptr_t hak_bin_end_blk[2];
+#define HAK_BIN_END ((void *)hak_bin_end_blk)
+
 HAK_INLINE void hak_link_set(void *b, const void *next) {
     *(uintptr_t *)b = (uintptr_t)next ^ hak_block_key((uintptr_t)b);
 }
@@ -394,7 +410,7 @@ HAK_INLINE void *bin_take_from(hak_heap_t *h, hak_bin_t *bin, unsigned cls) {
     (void)h;
     void **b = bin->head;
     void *next = hak_link_get(b, "malloc");
-    if (HAKMEM_DEBUG_CHECKS && next) hak_debug_check_node(NULL, cls, next, "malloc");
+    if (HAKMEM_DEBUG_CHECKS && next != HAK_BIN_END) hak_debug_check_node(NULL, cls, next, "malloc");
     bin->head = next;
     bin->room++;
     b[1] = NULL;

@@ -286,7 +286,7 @@ static void *blk_alloc(size_t align, size_t n) {
         hak_heap_t *h = hak_tl_heap;
         unsigned cls = hak_size_class(m);
         hak_bin_t *bin = &h->bins[cls];
-        bp = HAK_LIKELY(bin->head != NULL) ? bin_take_from(h, bin, cls) : unified_cache_refill(h, cls);
+        bp = HAK_LIKELY(bin->head != HAK_BIN_END) ? bin_take_from(h, bin, cls) : unified_cache_refill(h, cls);
         if (!bp) return NULL;
         usable = hak_class_size[cls];
         goto small;

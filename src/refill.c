@@ -302,7 +302,7 @@ void *unified_cache_refill(hak_heap_t *h, unsigned cls) {
         if (!h) { errno = ENOMEM; return NULL; }
     }
     hak_bin_t *bin = &h->bins[cls];
-    if (bin->head) goto pop;   /* the heap we just adopted may have blocks */
+    if (bin->head != HAK_BIN_END) goto pop;   /* the heap we just adopted may have blocks */
     hak_class_stats_t *st = &h->stats[cls];
     HAK_STAT_ADD(st->refills, 1);
     if (atomic_load_explicit(&h->remote_slabs, memory_order_relaxed))
@@ -321,7 +321,7 @@ void *unified_cache_refill(hak_heap_t *h, unsigned cls) {
         if (bin_count(bin) < want && s->carved < s->cap_end)
             slab_carve(h, s, bin, want - bin_count(bin));
         if (!s->free && s->carved >= s->cap_end) partial_remove(h, s);
-        if (bin->head) {
+        if (bin->head != HAK_BIN_END) {
             HAK_STAT_ADD(st->warm_hits, 1);
             goto pop;
         }
@@ -363,7 +363,7 @@ static size_t orphan_cost(const hak_slab_t *s, size_t n) {
  * CAS.  The run keeps its links (a link's encoding depends on its block
  * only): only the last one is written. */
 static void blocks_return(hak_heap_t *h, void *list) {
-    while (list) {
+    while (list != NULL && list != HAK_BIN_END) {   /* a bin's list ends with HAK_BIN_END */
         void **b = list, **last = b;
         hak_slab_t *s = hak_block_slab((uintptr_t)b);
         uintptr_t base = hak_slab_base(s), span = (uintptr_t)s->span_slots << HAK_SLAB_SHIFT;
@@ -474,13 +474,13 @@ static void bin_flush(hak_heap_t *h, unsigned cls, uint32_t keep) {
     if (keep == 0 || bin_count(bin) <= keep) {
         if (keep) return;
         rest = bin->head;
-        bin->head = NULL;
+        bin->head = HAK_BIN_END;
         bin->room = bin->cap;
     } else {
         void **cut = bin->head;
         for (uint32_t i = 1; i < keep; i++) cut = hak_link_get(cut, "flush");
         rest = hak_link_get(cut, "flush");
-        hak_link_set(cut, NULL);
+        hak_link_set(cut, HAK_BIN_END);
         bin->room = bin->cap - keep;
         HAK_STAT_ADD(h->stats[cls].flushes, 1);
     }
@@ -576,7 +576,9 @@ hak_heap_t *hak_heap_acquire(void) {
     } else {
         h = hak_meta_alloc(sizeof *h);      /* fresh pages: zeroed */
         if (h) {
+            memcpy(h->bin_off, hak_tiny_bin_off, sizeof h->bin_off);
             for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
+                h->bins[c].head = HAK_BIN_END;
                 h->bins[c].cap = bin_base_cap(c);
                 h->bins[c].room = h->bins[c].cap;
             }

@@ -54,7 +54,7 @@ check_entry() {   # FN MAXINSNS
     if [ "$n" -le "$max" ]; then ok "$fn: $n instructions to the first ret (max $max)"
     else bad "$fn: $n instructions to the first ret (max $max)"; fi
 }
-check_entry malloc 20
+check_entry malloc 18
 check_entry free 32
 
 echo "release-check: $pass passed, $fail failed"
