@@ -99,6 +99,7 @@ const uint32_t hak_class_size[HAK_NUM_CLASSES] = {
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 
 static void fork_prepare(void) {
+    hak_starter_lock();
     pthread_mutex_lock(&hak_pool_lock);
     hak_large_fork_prepare();
 }
@@ -106,6 +107,7 @@ static void fork_prepare(void) {
 static void fork_parent(void) {
     hak_large_fork_parent();
     pthread_mutex_unlock(&hak_pool_lock);
+    hak_starter_unlock();
 }
 
 /* The child's only thread is the one that took the locks in fork_prepare:
@@ -113,6 +115,7 @@ static void fork_parent(void) {
 static void fork_child(void) {
     hak_large_fork_child();
     pthread_mutex_unlock(&hak_pool_lock);
+    hak_starter_unlock();
     hak_heap_fork_child(hak_tl_heap);
 }
 

@@ -492,6 +492,8 @@ void  hak_free_remote_chain(hak_slab_t *s, void *first, void *last);
 hak_heap_t *hak_heap_acquire(void);
 void  hak_heap_abandon(hak_heap_t *h);
 void  hak_heap_fork_child(hak_heap_t *self);
+void  hak_starter_lock(void);                  /* fork: taken before hak_pool_lock */
+void  hak_starter_unlock(void);
 size_t hak_heap_trim(hak_heap_t *h);
 size_t hak_heap_trim_orphans(void);
 

@@ -296,6 +296,54 @@ static void slab_carve(hak_heap_t *h, hak_slab_t *s, hak_bin_t *bin, uint32_t wa
 /* -------------------------------------------------------- front cache */
 
 
+/* The starter heap.  A young heap (one that has no SuperSlab yet) takes its
+ * first two refills of a tiny class from here, under starter_lock, rather
+ * than from a slab of its own: a thread that allocates a few blocks of many
+ * classes and exits (bench_threads: 2000 threads of 50 blocks in 20 classes)
+ * touches the pages of blocks that other threads used before it, not one
+ * fresh page per class in a SuperSlab of its own.  A heap that needed a
+ * slab of its own (a third refill of a class, or a mid class) has its
+ * SuperSlab from then on and takes nothing more from here.  No thread owns
+ * this heap: every operation on it as an owner (its refills, which also take
+ * back the remote frees that threads' flushes sent to its slabs) runs under
+ * the lock.  Lock order: starter_lock, then hak_pool_lock (a refill may take
+ * SuperSlabs from the shared pool). */
+#define STARTER_REFILLS 2    /* a heap's first refills of a class served here */
+#define STARTER_BLOCKS  4    /* blocks per such refill */
+static pthread_mutex_t starter_lock = PTHREAD_MUTEX_INITIALIZER;
+static hak_heap_t *starter_heap;
+static hak_heap_t *heap_new(void);
+
+void hak_starter_lock(void) { pthread_mutex_lock(&starter_lock); }
+void hak_starter_unlock(void) { pthread_mutex_unlock(&starter_lock); }
+
+/* Up to `want` (<= STARTER_BLOCKS) blocks of class cls from the starter
+ * heap onto h's bin (h is not the starter heap), in the order the starter's
+ * bin gave them (address order with unshuffled carving); 0 if none could be
+ * had. */
+static uint32_t starter_refill(hak_heap_t *h, unsigned cls, uint32_t want) {
+    void *got[STARTER_BLOCKS];
+    uint32_t n = 0;
+    if (want > STARTER_BLOCKS) want = STARTER_BLOCKS;
+    pthread_mutex_lock(&starter_lock);
+    hak_heap_t *sh = starter_heap;
+    if (!sh) {
+        pthread_mutex_lock(&hak_pool_lock);
+        sh = starter_heap = heap_new();
+        if (sh) __atomic_store_n(&sh->active, 1, __ATOMIC_RELAXED);   /* never an orphan */
+        pthread_mutex_unlock(&hak_pool_lock);
+    }
+    for (; sh && n < want; n++) {
+        hak_bin_t *sb = &sh->bins[cls];
+        void *b = sb->head != HAK_BIN_END ? bin_take(sh, cls) : unified_cache_refill(sh, cls);
+        if (!b) break;
+        got[n] = b;
+    }
+    pthread_mutex_unlock(&starter_lock);
+    for (uint32_t i = n; i-- > 0;) bin_put(h, cls, got[i], "malloc");
+    return n;
+}
+
 void *unified_cache_refill(hak_heap_t *h, unsigned cls) {
     if (HAK_UNLIKELY(h == &hak_heap_empty)) {
         h = hak_heap_acquire();
@@ -315,6 +363,9 @@ void *unified_cache_refill(hak_heap_t *h, unsigned cls) {
      * its exit (bench_threads, 2000 threads of 50 blocks: half of the
      * library's cache misses were carving and flushing unused blocks). */
     if (st->refills <= 3 && want > (8u << (st->refills - 1))) want = 8u << (st->refills - 1);
+    if (st->refills <= STARTER_REFILLS && cls < HAK_TINY_CLASSES && !h->warm && !h->full &&
+        h != starter_heap && starter_refill(h, cls, STARTER_BLOCKS))
+        goto pop;
     hak_slab_t *s;
     while ((s = h->partial[cls]) != NULL) {
         if (s->free) slab_take_free(s, bin, want);
@@ -565,6 +616,21 @@ static hak_heap_t *heap_all;
 
 hak_heap_t *hak_heap_list(void) { return __atomic_load_n(&heap_all, __ATOMIC_ACQUIRE); }
 
+/* A fresh heap on the list of all heaps (caller holds hak_pool_lock). */
+static hak_heap_t *heap_new(void) {
+    hak_heap_t *h = hak_meta_alloc(sizeof *h);      /* fresh pages: zeroed */
+    if (!h) return NULL;
+    memcpy(h->bin_off, hak_tiny_bin_off, sizeof h->bin_off);
+    for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
+        h->bins[c].head = HAK_BIN_END;
+        h->bins[c].cap = bin_base_cap(c);
+        h->bins[c].room = h->bins[c].cap;
+    }
+    h->next_all = heap_all;
+    __atomic_store_n(&heap_all, h, __ATOMIC_RELEASE);
+    return h;
+}
+
 hak_heap_t *hak_heap_acquire(void) {
     hak_init();
     pthread_mutex_lock(&hak_pool_lock);
@@ -574,17 +640,7 @@ hak_heap_t *hak_heap_acquire(void) {
     } else if ((h = heap_trim_queue) != NULL) {
         heap_trim_queue = h->next_orphan;
     } else {
-        h = hak_meta_alloc(sizeof *h);      /* fresh pages: zeroed */
-        if (h) {
-            memcpy(h->bin_off, hak_tiny_bin_off, sizeof h->bin_off);
-            for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
-                h->bins[c].head = HAK_BIN_END;
-                h->bins[c].cap = bin_base_cap(c);
-                h->bins[c].room = h->bins[c].cap;
-            }
-            h->next_all = heap_all;
-            __atomic_store_n(&heap_all, h, __ATOMIC_RELEASE);
-        }
+        h = heap_new();
     }
     if (h) orphan_unreserve(h);            /* its resident pages are ours now */
     if (h) __atomic_store_n(&h->active, 1, __ATOMIC_RELAXED);   /* read unlocked: blocks_return, stats */
@@ -727,5 +783,5 @@ void hak_heap_abandon(hak_heap_t *h) {
  * memory is lost to the child) rather than recycled. */
 void hak_heap_fork_child(hak_heap_t *self) {
     for (hak_heap_t *h = heap_all; h; h = h->next_all)
-        if (h != self && h->active) h->active = 0;
+        if (h != self && h != starter_heap && h->active) h->active = 0;
 }

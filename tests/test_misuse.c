@@ -390,10 +390,13 @@ static int do_uaf_link_slab(void *arg)
      * is released and its free list dropped) */
     for (int i = 1; i < N; i += 2)
         free(a[i]);
-    /* freed first: flushed to its slab long ago; hardened: once out of the
-     * quarantine, over the core's link (the message names the core's block) */
+    /* freed early: flushed to its slab long ago; hardened: once out of the
+     * quarantine, over the core's link (the message names the core's block).
+     * Not a[1]: a heap's first 8 blocks of a class come from the starter
+     * heap, whose slabs take them back as remote frees, read only when a
+     * young thread next refills from there. */
     static const struct uaf_case c = {48, 0, 1};
-    void *t = tu_hardened() ? uaf_target(a[1], &c) : a[1];
+    void *t = tu_hardened() ? uaf_target(a[N / 2 + 1], &c) : a[N / 2 + 1];
     tu_expect_addr(t);
     uaf_write(t, 0);
     for (int i = 1; i < N; i += 2)
@@ -437,10 +440,18 @@ static void test_uaf_link_hak_check(void **state)
 /* A block start that was never handed out: p + size for a fresh block p
  * is the next block of its slab (carved into a bin, or past the carve
  * frontier).  The message must not call it a plain double free. */
+void *starter_blocks[8];    /* kept live (not static: no unused warning) */
+
 static int do_free_next_block(void *arg)
 {
     size_t n = (size_t)(uintptr_t)arg;
     warm_up();
+    /* A heap's first 8 blocks of a tiny class come from the starter heap,
+     * shared by all threads: the block after p may be another thread's (here
+     * the parent's) live block there.  Past them, p comes from a slab of this
+     * heap, and the block after it was carved and not handed out. */
+    for (int k = 0; k < 8 && n <= 1024; k++)
+        starter_blocks[k] = malloc(n);
     char *p = malloc(n);
     if (!p)
         return 3;

@@ -541,6 +541,64 @@ static size_t boundary_sizes(size_t *out)
     return n;
 }
 
+/* Young threads share the starter heap: 256 threads alive at once, each with
+ * 40 small blocks of different classes, take their first blocks of each
+ * class from one heap's slabs rather than each from a SuperSlab of its own
+ * (before the starter heap: at least one SuperSlab per thread, 256 here).
+ * Every block keeps its own pattern while all are live. */
+#define YOUNG_THREADS 256
+#define YOUNG_BLOCKS 40
+static pthread_barrier_t young_all_live, young_checked;
+
+static void *young_worker(void *arg)
+{
+    uintptr_t id = (uintptr_t)arg, bad = 0;
+    unsigned char *v[YOUNG_BLOCKS];
+    for (int i = 0; i < YOUNG_BLOCKS; i++) {
+        size_t n = 16 + (size_t)i * 24;
+        v[i] = malloc(n);
+        if (!v[i]) return (void *)1;
+        tu_fill(v[i], n, tu_seed2(id, (uint64_t)i));
+    }
+    pthread_barrier_wait(&young_all_live);
+    for (int i = 0; i < YOUNG_BLOCKS; i++)
+        if (tu_check(v[i], 16 + (size_t)i * 24, tu_seed2(id, (uint64_t)i)) != -1) bad = 1;
+    pthread_barrier_wait(&young_checked);
+    for (int i = 0; i < YOUNG_BLOCKS; i++) free(v[i]);
+    return (void *)bad;
+}
+
+static void test_young_threads_share_starter(void **state)
+{
+    (void)state;
+    static pthread_t t[YOUNG_THREADS];
+    pthread_attr_t at;
+    pthread_attr_init(&at);
+    pthread_attr_setstacksize(&at, 64 * 1024);
+    pthread_barrier_init(&young_all_live, NULL, YOUNG_THREADS + 1);
+    pthread_barrier_init(&young_checked, NULL, YOUNG_THREADS + 1);
+    uint64_t maps0 = stat_u64("superslab_maps"), mapped_peak;
+    for (uintptr_t i = 0; i < YOUNG_THREADS; i++)
+        if (pthread_create(&t[i], &at, young_worker, (void *)i) != 0) fail_msg("pthread_create failed");
+    pthread_barrier_wait(&young_all_live);
+    mapped_peak = stat_u64("superslab_maps") - maps0;
+    pthread_barrier_wait(&young_checked);
+    uintptr_t bad = 0;
+    for (int i = 0; i < YOUNG_THREADS; i++) {
+        void *r;
+        pthread_join(t[i], &r);
+        bad |= (uintptr_t)r;
+    }
+    pthread_barrier_destroy(&young_all_live);
+    pthread_barrier_destroy(&young_checked);
+    pthread_attr_destroy(&at);
+    if (bad) fail_msg("a young thread's block lost its pattern (or malloc failed)");
+    /* 256 x 40 blocks of 16..952 bytes are about 5 MB: a few SuperSlabs */
+    if (mapped_peak > 16)
+        fail_msg("%u threads with %d small blocks each mapped %llu SuperSlabs (want <= 16)",
+                 YOUNG_THREADS, YOUNG_BLOCKS, (unsigned long long)mapped_peak);
+}
+
 /* Every size of the tiny tier, 0 to 1024, gets a block of exactly the
  * smallest class that holds it (malloc's hit path finds the class with a
  * table indexed by the size itself); above 1024, the same for every class
@@ -1285,6 +1343,7 @@ int main(int argc, char **argv)
 
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_every_small_size_class),
+        cmocka_unit_test(test_young_threads_share_starter),
         cmocka_unit_test(test_tier_boundaries),
         cmocka_unit_test(test_tier_calloc_after_dirty),
         cmocka_unit_test(test_realloc_chain),
