@@ -354,11 +354,11 @@ static void test_uaf_write_link_bin(void **state)
 {
     (void)state;
     static const struct uaf_case cases[] = {
-        {48, 0, 0}, {48, 1, 0}, {48, 2, 0}, {1000, 0, 0}, {20000, 1, 0}, {200000, 2, 0},
+        {48, 0, 0}, {48, 1, 0}, {48, 2, 0}, {1000, 0, 0}, {20000, 1, 0}, {30000, 2, 0},
     };
     static const struct uaf_case hardened[] = {
-        {48, 1, 0}, {48, 2, 0}, {1000, 1, 0}, {20000, 2, 0}, {200000, 1, 0},
-        {48, 0, 1}, {48, 1, 1}, {48, 2, 1}, {1000, 0, 1}, {20000, 1, 1}, {200000, 2, 1},
+        {48, 1, 0}, {48, 2, 0}, {1000, 1, 0}, {20000, 2, 0}, {30000, 1, 0},
+        {48, 0, 1}, {48, 1, 1}, {48, 2, 1}, {1000, 0, 1}, {20000, 1, 1}, {30000, 2, 1},
     };
     static const char *what[] = {"zeros", "a pointer", "text"};
     const struct uaf_case *c = tu_hardened() ? hardened : cases;
