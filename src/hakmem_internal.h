@@ -101,6 +101,8 @@
 #define HAK_SPAN_MAX_SLOTS  4       /* a slab of a mid class spans up to 4 slots */
 #endif
 #define HAK_MIN_ALIGN       16
+#define HAK_RUN_CACHE_MAX_PAGES 16  /* a heap keeps freed page runs of up to 64 KiB */
+#define HAK_RUN_CACHE_PAGES 128     /* and 512 KiB of them at most */
 
 #define HAK_FRONT_BUDGET    131072  /* bytes a bin may hold before it flushes */
 #define HAK_FRONT_CAP_MAX   128
@@ -221,6 +223,13 @@ typedef struct hak_heap {
     uint32_t front_denied;                       /* growths refused since the last reset */
     uint32_t front_mark[HAK_NUM_CLASSES];        /* refills (low bits) at the last overflow */
     uint8_t  front_streak[HAK_NUM_CLASSES];      /* overflows since the last refill */
+    /* Freed page runs of up to HAK_RUN_CACHE_MAX_PAGES pages (pagerun.c),
+     * one list per page count, kept for this heap's next block of that
+     * size; live for their arena. */
+    void    *run_cache[HAK_RUN_CACHE_MAX_PAGES + 1];
+    uint32_t run_cache_pages;                    /* pages the lists hold */
+    uint32_t run_cache_count;                    /* blocks the lists hold */
+    uint64_t run_cache_hits;                     /* blocks served from them */
     uint32_t active;                             /* a live thread uses it */
     struct hak_heap *next_all;                   /* every heap, for diagnostics */
     struct hak_heap *next_orphan;                /* heaps of exited threads */
@@ -260,6 +269,8 @@ typedef struct hak_global_stats {
     uint64_t large_syscalls;                        /* mmap/munmap/mremap/madvise of the large tier */
     uint64_t large_fences;                          /* hardened: guard pages between runs now */
     uint64_t large_fence_calls;                     /* hardened: mprotect calls setting up or removing them */
+    uint64_t large_run_cached;                      /* freed runs in heaps' run caches now */
+    uint64_t large_run_cache_hits;                  /* blocks served from a run cache */
 } hak_global_stats_t;
 extern hak_global_stats_t hak_gstats;
 #define HAK_GSTAT_ADD(field, n) __atomic_fetch_add(&hak_gstats.field, (n), __ATOMIC_RELAXED)
@@ -514,6 +525,7 @@ size_t hak_heap_trim_orphans(void);
 size_t hak_run_max(void);
 void  *hak_large_alloc(size_t size, size_t align, int zero);
 void   hak_large_free(void *p, const char *fn);  /* aborts if p is not a live block */
+void   hak_run_cache_flush(hak_heap_t *h);       /* its cached runs back to their arenas */
 size_t hak_large_usable(const void *p);       /* 0 if p is not a live large block */
 #if HAKMEM_HARDENED
 void  *hak_large_alloc_fenced(size_t size);   /* a run with a guard page (fence) right after it */

@@ -75,6 +75,7 @@ enum {
     PD_DIRTY = 8,       /* free run on the dirty list (first descriptor) */
     PD_GHOST = 16,      /* inside a free run: a block started here */
     PD_FENCE = 32,      /* hardened: a one-page live run, PROT_NONE: a guard page */
+    PD_CACHED = 64,     /* a freed block in a heap's run cache (live for its arena) */
 };
 
 typedef struct page_desc {
@@ -603,7 +604,100 @@ static run_arena_t *arena_lock(void) {
     return a;
 }
 
+static void large_free_arena(void *p, const char *fn);
+
+/* ------------------------------------------------------------ run cache */
+
+/* A freed block of up to HAK_RUN_CACHE_MAX_PAGES pages waits in the freeing
+ * thread's heap, on the list of its page count, for that thread's next block
+ * of the same page count: no lock, no split or merge, no decay check, and
+ * its pages are warm.  For its arena it stays a live block; its first page
+ * descriptor carries PD_CACHED (set with an atomic OR, so a second free of
+ * it is seen as one), and its first word the list link, encoded as a slab
+ * free list's is.  A heap holds HAK_RUN_CACHE_PAGES pages at most (beyond,
+ * a free goes to the arena as before) and gives them all back when its
+ * thread exits, on malloc_trim, and when exited threads' heaps are trimmed
+ * (hak_run_cache_flush).  The hardened flavor has no cache: its large
+ * blocks are fenced and quarantined. */
+#if !HAKMEM_HARDENED
+HAK_INLINE page_desc_t *run_first_desc(uintptr_t p) {
+    run_region_t *r = region_of(p);
+    return &r->pages[(p - (uintptr_t)r) >> PAGE_SHIFT];
+}
+
+static void run_cache_count(hak_heap_t *h, long pages, long blocks) {
+    __atomic_store_n(&h->run_cache_pages, h->run_cache_pages + (uint32_t)pages, __ATOMIC_RELAXED);
+    __atomic_store_n(&h->run_cache_count, h->run_cache_count + (uint32_t)blocks, __ATOMIC_RELAXED);
+}
+
+static void *run_cache_take(hak_heap_t *h, uint32_t n) {
+    void *p = h->run_cache[n];
+    if (!p) return NULL;
+    h->run_cache[n] = hak_link_get(p, "malloc");
+    __atomic_fetch_and(&run_first_desc((uintptr_t)p)->flags, (uint16_t)~PD_CACHED, __ATOMIC_RELAXED);
+    run_cache_count(h, -(long)n, -1);
+    return p;
+}
+
+/* 1 if the block at p (a run's start, n pages per its descriptor d) went
+ * into the calling thread's cache. */
+static int run_cache_put(void *p, page_desc_t *d, uint32_t n, const char *fn) {
+    hak_heap_t *h = hak_tl_heap;
+    if (h == &hak_heap_empty || h->run_cache_pages + n > HAK_RUN_CACHE_PAGES) return 0;
+    const uint16_t mask = PD_START | PD_FREE | PD_FENCE | PD_CACHED;
+    if ((__atomic_load_n(&d->flags, __ATOMIC_RELAXED) & mask) != PD_START)
+        return 0;                          /* not a live block: the locked path says why */
+    uint16_t f = __atomic_fetch_or(&d->flags, (uint16_t)PD_CACHED, __ATOMIC_RELAXED);
+    if (HAK_UNLIKELY((f & mask) != PD_START)) {    /* freed by two threads at once */
+        if (f & PD_CACHED) hak_fatal_ptr(fn, "double free of", p);
+        __atomic_fetch_and(&d->flags, (uint16_t)~PD_CACHED, __ATOMIC_RELAXED);
+        return 0;
+    }
+    hak_link_set(p, h->run_cache[n]);
+    h->run_cache[n] = p;
+    run_cache_count(h, n, 1);
+    return 1;
+}
+
+void hak_run_cache_flush(hak_heap_t *h) {
+    if (!h->run_cache_count) return;
+    for (uint32_t n = 1; n <= HAK_RUN_CACHE_MAX_PAGES; n++) {
+        void *p;
+        while ((p = run_cache_take(h, n)) != NULL) large_free_arena(p, "free");
+    }
+}
+
+/* Statistics: blocks in the heaps' run caches are freed blocks, not live. */
+static void run_cache_stats(hak_global_stats_t *g) {
+    for (hak_heap_t *h = hak_heap_list(); h; h = h->next_all) {
+        uint64_t n = __atomic_load_n(&h->run_cache_count, __ATOMIC_RELAXED);
+        uint64_t b = (uint64_t)__atomic_load_n(&h->run_cache_pages, __ATOMIC_RELAXED) << PAGE_SHIFT;
+        g->large_live -= n;
+        g->large_live_bytes -= b;
+        g->large_cached_bytes += b;
+        g->large_run_cached += n;
+        g->large_run_cache_hits += __atomic_load_n(&h->run_cache_hits, __ATOMIC_RELAXED);
+    }
+}
+#else
+void hak_run_cache_flush(hak_heap_t *h) { (void)h; }
+#endif
+
 void *hak_large_alloc(size_t size, size_t align, int zero) {
+#if !HAKMEM_HARDENED
+    if (align <= PAGE && size <= (size_t)HAK_RUN_CACHE_MAX_PAGES << PAGE_SHIFT) {
+        uint32_t cn = (uint32_t)((size + PAGE - 1) >> PAGE_SHIFT);
+        hak_heap_t *h = hak_tl_heap;
+        /* a thread's first: its heap, so that its frees can be cached */
+        if (HAK_UNLIKELY(h == &hak_heap_empty) && (h = hak_heap_acquire()) == NULL) h = &hak_heap_empty;
+        void *p = run_cache_take(h, cn ? cn : 1);
+        if (p) {
+            __atomic_store_n(&h->run_cache_hits, h->run_cache_hits + 1, __ATOMIC_RELAXED);
+            if (zero) memset(p, 0, (size_t)cn << PAGE_SHIFT);
+            return p;
+        }
+    }
+#endif
     if (align < PAGE) align = PAGE;
     size_t run_max = hak_run_max();
     if (size > run_max || size + align - PAGE > run_max) return hak_huge_alloc(size, align, zero);
@@ -708,12 +802,13 @@ static page_desc_t *block_lock(uintptr_t p, run_arena_t **ap, const char **what)
     pthread_mutex_lock(&a->lock);
     page_desc_t *d = &r->pages[i];
     uint32_t f = d->flags;
-    if ((f & (PD_START | PD_FREE | PD_FENCE)) == PD_START) {
+    if ((f & (PD_START | PD_FREE | PD_FENCE | PD_CACHED)) == PD_START) {
         *ap = a;
         return d;
     }
     pthread_mutex_unlock(&a->lock);
     if (f & PD_FENCE) *what = "invalid pointer (a guard page) at";
+    else if (f & PD_CACHED) *what = "double free of";
     /* a free run: freed before, or the rest of a split never handed out */
     if (f & PD_START) *what = "double free (or free of a block not handed out) of";
     else if (f & PD_GHOST) *what = "double free (or pointer inside a block) of";
@@ -727,12 +822,25 @@ static int is_run(uintptr_t p) {
 
 void hak_large_free(void *p, const char *fn) {
     uintptr_t a = (uintptr_t)p;
-    const char *what;
     if (!is_run(a)) {
         int h = (a & (HAK_MIN_ALIGN - 1)) ? 0 : hak_huge_free(p);
         if (h > 0) return;
         hak_fatal_ptr(fn, h < 0 ? "double free of" : "invalid pointer", p);
     }
+#if !HAKMEM_HARDENED
+    if (!(a & (PAGE - 1)) && ((a - (uintptr_t)region_of(a)) >> PAGE_SHIFT) >= HDR_PAGES) {
+        page_desc_t *fd = run_first_desc(a);
+        uint32_t cn = fd->npages;         /* read unlocked: checked by run_cache_put */
+        if (cn <= HAK_RUN_CACHE_MAX_PAGES && cn && run_cache_put(p, fd, cn, fn)) return;
+    }
+#endif
+    large_free_arena(p, fn);
+}
+
+/* free of a large block, to its arena (p is in a region). */
+static void large_free_arena(void *p, const char *fn) {
+    uintptr_t a = (uintptr_t)p;
+    const char *what;
     run_arena_t *ar;
     page_desc_t *d = block_lock(a, &ar, &what);
     if (!d) hak_fatal_ptr(fn, what, p);
@@ -920,6 +1028,9 @@ void hak_large_stats(hak_global_stats_t *g) {
         g->large_runs_reused += reused;
         g->large_cache_hits += reused;
     }
+#if !HAKMEM_HARDENED
+    run_cache_stats(g);
+#endif
 }
 
 /* ------------------------------------------------------------- checker */

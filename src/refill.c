@@ -657,6 +657,7 @@ hak_heap_t *hak_heap_acquire(void) {
  * Returns the bytes pooled. */
 static size_t heap_release(hak_heap_t *h) {
     size_t pooled = 0;
+    hak_run_cache_flush(h);
     for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) unified_cache_flush(h, c, 0);
     bins_reset_caps(h);
     heap_drain_remote_forced(h, 1);

@@ -109,10 +109,12 @@ static void format_table(out_t *o, const snapshot_t *s) {
         (unsigned long long)s->g.large_live, (unsigned long long)(s->g.large_live_bytes >> 10),
         (unsigned long long)(s->g.large_cached_bytes >> 10), (unsigned long long)s->g.large_map_calls,
         (unsigned long long)s->g.large_cache_hits);
-    put(o, "large runs: %llu regions, %llu split, %llu coalesced, %llu reused warm, purged %llu KiB "
-        "by decay and %llu KiB by bound, %llu system calls\n",
+    put(o, "large runs: %llu regions, %llu split, %llu coalesced, %llu reused warm, %llu in threads' "
+        "run caches (%llu served from them), purged %llu KiB by decay and %llu KiB by bound, "
+        "%llu system calls\n",
         (unsigned long long)s->g.large_regions, (unsigned long long)s->g.large_runs_split,
         (unsigned long long)s->g.large_runs_coalesced, (unsigned long long)s->g.large_runs_reused,
+        (unsigned long long)s->g.large_run_cached, (unsigned long long)s->g.large_run_cache_hits,
         (unsigned long long)(s->g.large_purged_decay_bytes >> 10),
         (unsigned long long)(s->g.large_purged_bound_bytes >> 10), (unsigned long long)s->g.large_syscalls);
     put(o, "memory: mapped %llu KiB, resident (whole process) %llu KiB, purged %llu KiB\n",
@@ -140,7 +142,8 @@ static void format_json(out_t *o, const snapshot_t *s) {
         "\"large_cached_bytes\":%llu,\"large_maps\":%llu,\"large_cache_hits\":%llu,\"purged_bytes\":%llu,"
         "\"large_regions\":%llu,\"large_runs_split\":%llu,\"large_runs_coalesced\":%llu,"
         "\"large_runs_reused\":%llu,\"large_purged_decay_bytes\":%llu,\"large_purged_bound_bytes\":%llu,"
-        "\"large_syscalls\":%llu,\"large_fences\":%llu,\"large_fence_calls\":%llu,\"rss_bytes\":%llu}\n",
+        "\"large_syscalls\":%llu,\"large_fences\":%llu,\"large_fence_calls\":%llu,"
+        "\"large_run_cached\":%llu,\"large_run_cache_hits\":%llu,\"rss_bytes\":%llu}\n",
         (unsigned long long)s->heaps, (unsigned long long)s->heaps_active,
         (unsigned long long)s->g.ss_mapped, (unsigned long long)s->g.ss_in_pool,
         (unsigned long long)s->g.ss_map_calls, (unsigned long long)s->g.ss_unmap_calls,
@@ -151,7 +154,8 @@ static void format_json(out_t *o, const snapshot_t *s) {
         (unsigned long long)s->g.large_runs_coalesced, (unsigned long long)s->g.large_runs_reused,
         (unsigned long long)s->g.large_purged_decay_bytes, (unsigned long long)s->g.large_purged_bound_bytes,
         (unsigned long long)s->g.large_syscalls, (unsigned long long)s->g.large_fences,
-        (unsigned long long)s->g.large_fence_calls,
+        (unsigned long long)s->g.large_fence_calls, (unsigned long long)s->g.large_run_cached,
+        (unsigned long long)s->g.large_run_cache_hits,
         (unsigned long long)s->rss_bytes);
 }
 

@@ -33,6 +33,10 @@
  *                     "large_live" comes back; with a decay time of an hour,
  *                     the ring and 16 threads churning on 8 arenas purge
  *                     nothing by decay (no stale time stamp under contention)
+ *   run cache         a freed run of up to 16 pages is the freeing thread's
+ *                     next block of that page count (calloc zeroes it);
+ *                     other page counts miss; 512 KiB at most; 80 KiB never;
+ *                     all of it back to the arenas when the thread exits
  *   fork              50 forks while 2 threads churn large blocks: every
  *                     child can allocate, realloc and free large blocks
  *   ENOMEM            under RLIMIT_AS: NULL + ENOMEM once no region has room,
@@ -1069,6 +1073,105 @@ static void test_no_early_decay_under_contention(void **state)
     run_self(env, "no_early_decay", "threads contending, HAKMEM_LARGE_DECAY_MS=3600000");
 }
 
+/* ======================================================= 7b. run cache */
+
+/* A freed run of up to 16 pages (64 KiB) waits in the freeing thread's run
+ * cache for that thread's next block of the same page count; the cache
+ * holds 512 KiB at most, and goes back to the arenas when the thread exits.
+ * Runs in a thread of its own, so that its cache starts empty. */
+struct rc_result {
+    char msg[256];
+};
+
+#define RC_FAIL(res, ...)                                                   \
+    do {                                                                    \
+        snprintf((res)->msg, sizeof (res)->msg, __VA_ARGS__);               \
+        return res;                                                         \
+    } while (0)
+
+static void *run_cache_thread(void *arg)
+{
+    struct rc_result *res = arg;
+    const size_t n = 40000;                       /* 10 pages */
+    uint64_t c0 = stat_c("large_run_cached"), h0 = stat_c("large_run_cache_hits");
+    uint64_t live0 = stat_c("large_live");
+    char *p = malloc(n);
+    if (!p)
+        RC_FAIL(res, "malloc(%zu) returned NULL", n);
+    fill_pages(p, n, 11);
+    if (stat_c("large_live") != live0 + 1)
+        RC_FAIL(res, "malloc(%zu): large_live %llu, want %llu", n, ULL(stat_c("large_live")), ULL(live0 + 1));
+    free(p);
+    if (stat_c("large_run_cached") != c0 + 1 || stat_c("large_live") != live0)
+        RC_FAIL(res, "free(malloc(%zu)): large_run_cached %llu, large_live %llu; want %llu and %llu",
+                n, ULL(stat_c("large_run_cached")), ULL(stat_c("large_live")), ULL(c0 + 1), ULL(live0));
+    /* the same page count: the cached block, zeroed by calloc */
+    char *q = calloc(1, n - 1000);            /* 39000: 10 pages too */
+    if (q != p)
+        RC_FAIL(res, "calloc(1, %zu) = %p, want the cached block %p", n - 1000, (void *)q, (void *)p);
+    if (!tu_all_bytes(q, round_page(n), 0))
+        RC_FAIL(res, "calloc(1, %zu) on a cached block is not zeroed", n - 1000);
+    if (stat_c("large_run_cache_hits") != h0 + 1 || stat_c("large_run_cached") != c0)
+        RC_FAIL(res, "after the hit: large_run_cache_hits %llu, large_run_cached %llu; want %llu, %llu",
+                ULL(stat_c("large_run_cache_hits")), ULL(stat_c("large_run_cached")), ULL(h0 + 1), ULL(c0));
+    /* another page count misses: a block of its own, not the cached one */
+    free(q);
+    char *r = malloc(n + PAGE);
+    if (!r || r == q)
+        RC_FAIL(res, "malloc(%zu) = %p: want a new block, not the cached %zu-byte one %p", n + PAGE,
+                (void *)r, n, (void *)q);
+    fill_pages(r, n + PAGE, 12);
+    free(r);
+    /* at most 512 KiB: sixteen 64 KiB blocks freed, at most eight cached
+     * (the two blocks above may hold 21 pages of it); 80 KiB (beyond 16
+     * pages) never */
+    char *big[16];
+    for (int i = 0; i < 16; i++) {
+        big[i] = malloc(64 * 1024);
+        if (!big[i])
+            RC_FAIL(res, "malloc(64 KiB) returned NULL");
+        fill_pages(big[i], 64 * 1024, 20 + (uint64_t)i);
+    }
+    uint64_t c1 = stat_c("large_run_cached");
+    for (int i = 0; i < 16; i++)
+        free(big[i]);
+    uint64_t c2 = stat_c("large_run_cached");
+    if (c2 > c1 + 8 || c2 <= c1)
+        RC_FAIL(res, "sixteen 64 KiB blocks freed: large_run_cached %llu -> %llu (want some, 512 KiB at "
+                "most)", ULL(c1), ULL(c2));
+    char *x = malloc(80 * 1024);
+    if (!x)
+        RC_FAIL(res, "malloc(80 KiB) returned NULL");
+    free(x);
+    if (stat_c("large_run_cached") != c2)
+        RC_FAIL(res, "free of an 80 KiB block changed large_run_cached (%llu -> %llu)", ULL(c2),
+                ULL(stat_c("large_run_cached")));
+    if (stat_c("large_live") != live0)
+        RC_FAIL(res, "large_live %llu after every block was freed, want %llu", ULL(stat_c("large_live")),
+                ULL(live0));
+    return NULL;
+}
+
+static void test_run_cache(void **state)
+{
+    (void)state;
+    skip_if_hardened("no run cache: large blocks are fenced and quarantined");
+    uint64_t c0 = stat_u64("large_run_cached"), live0 = stat_u64("large_live");
+    struct rc_result res = { "" };
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, run_cache_thread, &res), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    if (res.msg[0])
+        fail_msg("%s", res.msg);
+    /* the thread exited: its cache went back to the arenas */
+    if (stat_u64("large_run_cached") != c0 || stat_u64("large_live") != live0)
+        fail_msg("after the thread exited: large_run_cached %llu, large_live %llu; want %llu, %llu",
+                 ULL(stat_u64("large_run_cached")), ULL(stat_u64("large_live")), ULL(c0), ULL(live0));
+    unsigned bad = hak_check();
+    if (bad)
+        fail_msg("hak_check found %u problems after the run cache went back", bad);
+}
+
 /* ============================================================ 8. fork */
 
 static atomic_int g_fork_stop;
@@ -1462,6 +1565,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_steady_state_no_syscalls),
         cmocka_unit_test(test_byte_bound),
         cmocka_unit_test(test_thread_ring),
+        cmocka_unit_test(test_run_cache),
         cmocka_unit_test(test_no_early_decay_under_contention),
         cmocka_unit_test(test_fork_with_threads),
         cmocka_unit_test(test_enomem),

@@ -249,6 +249,8 @@ static void test_double_free_mid(void **state)
 {
     (void)state;
     expect_abort(do_double_free, (void *)(uintptr_t)20000, "double free of malloc(20000)");
+    /* release: a page run, in the thread's run cache after the first free */
+    expect_abort(do_double_free, (void *)(uintptr_t)40000, "double free of malloc(40000)");
 }
 
 static void test_double_free_large(void **state)
@@ -355,6 +357,7 @@ static void test_uaf_write_link_bin(void **state)
     (void)state;
     static const struct uaf_case cases[] = {
         {48, 0, 0}, {48, 1, 0}, {48, 2, 0}, {1000, 0, 0}, {20000, 1, 0}, {30000, 2, 0},
+        {40000, 2, 0},       /* a page run in the thread's run cache */
     };
     static const struct uaf_case hardened[] = {
         {48, 1, 0}, {48, 2, 0}, {1000, 1, 0}, {20000, 2, 0}, {30000, 1, 0},
