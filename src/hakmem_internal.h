@@ -230,6 +230,7 @@ typedef struct hak_heap {
     uint32_t run_cache_pages;                    /* pages the lists hold */
     uint32_t run_cache_count;                    /* blocks the lists hold */
     uint64_t run_cache_hits;                     /* blocks served from them */
+    uint32_t large_arena;                        /* its page-run arena: index + 1 */
     uint32_t active;                             /* a live thread uses it */
     struct hak_heap *next_all;                   /* every heap, for diagnostics */
     struct hak_heap *next_orphan;                /* heaps of exited threads */

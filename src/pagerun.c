@@ -590,14 +590,22 @@ static HAK_COLD void bg_start(void) {
 
 /* ------------------------------------------------------------------- API */
 
-/* The calling thread's arena, locked.  Threads spread over the arenas round
+/* The calling thread's arena, locked.  Heaps spread over the arenas round
  * robin and stay there: moving to another arena when this one is busy (a
- * remote free in progress) would leave pages dirty in each arena visited. */
+ * remote free in progress) would leave pages dirty in each arena visited.
+ * The arena belongs to the heap, not the thread, so a thread that adopts an
+ * exited thread's heap also takes up its arena and the pages it left dirty
+ * there (waves of short threads, bench_mstress: with an arena per thread
+ * each wave moved on to the next arenas, and all eight kept pages).  A
+ * thread without a heap keeps its own. */
 static run_arena_t *arena_lock(void) {
-    uint32_t k = tl_arena;
+    hak_heap_t *h = hak_tl_heap;
+    uint32_t k = h != &hak_heap_empty ? h->large_arena : tl_arena;
     if (HAK_UNLIKELY(k == 0)) {
-        k = __atomic_fetch_add(&arena_next, 1, __ATOMIC_RELAXED) % HAK_ARENAS + 1;
+        /* the arena this thread used before it had a heap, if any */
+        k = tl_arena ? tl_arena : __atomic_fetch_add(&arena_next, 1, __ATOMIC_RELAXED) % HAK_ARENAS + 1;
         tl_arena = k;
+        if (h != &hak_heap_empty) h->large_arena = k;
     }
     run_arena_t *a = &arenas[k - 1];
     pthread_mutex_lock(&a->lock);
@@ -684,12 +692,12 @@ void hak_run_cache_flush(hak_heap_t *h) { (void)h; }
 #endif
 
 void *hak_large_alloc(size_t size, size_t align, int zero) {
+    hak_heap_t *h = hak_tl_heap;
+    /* a thread's first block: its heap, which holds its arena and run cache */
+    if (HAK_UNLIKELY(h == &hak_heap_empty) && (h = hak_heap_acquire()) == NULL) h = &hak_heap_empty;
 #if !HAKMEM_HARDENED
     if (align <= PAGE && size <= (size_t)HAK_RUN_CACHE_MAX_PAGES << PAGE_SHIFT) {
         uint32_t cn = (uint32_t)((size + PAGE - 1) >> PAGE_SHIFT);
-        hak_heap_t *h = hak_tl_heap;
-        /* a thread's first: its heap, so that its frees can be cached */
-        if (HAK_UNLIKELY(h == &hak_heap_empty) && (h = hak_heap_acquire()) == NULL) h = &hak_heap_empty;
         void *p = run_cache_take(h, cn ? cn : 1);
         if (p) {
             __atomic_store_n(&h->run_cache_hits, h->run_cache_hits + 1, __ATOMIC_RELAXED);

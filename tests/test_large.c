@@ -37,6 +37,8 @@
  *                     next block of that page count (calloc zeroes it);
  *                     other page counts miss; 512 KiB at most; 80 KiB never;
  *                     all of it back to the arenas when the thread exits
+ *   arena             a thread that adopts an exited thread's heap takes
+ *                     its blocks from that heap's arena (same region)
  *   fork              50 forks while 2 threads churn large blocks: every
  *                     child can allocate, realloc and free large blocks
  *   ENOMEM            under RLIMIT_AS: NULL + ENOMEM once no region has room,
@@ -1172,6 +1174,45 @@ static void test_run_cache(void **state)
         fail_msg("hak_check found %u problems after the run cache went back", bad);
 }
 
+/* A heap keeps its arena: a thread that adopts the heap of a thread that
+ * exited takes its blocks from the same arena (its regions, its dirty
+ * pages), not the next arena round robin. */
+static void *arena_thread(void *arg)
+{
+    void **out = arg;
+    char *p = malloc(200 * 1024);
+    if (p) {
+        fill_pages(p, 200 * 1024, 31);
+        free(p);
+    }
+    *out = p;
+    return NULL;
+}
+
+static void test_arena_follows_heap(void **state)
+{
+    (void)state;
+    void *first[4], *second[4];
+    /* each pair: a thread allocates and exits; the next one adopts its
+     * heap (the newest exited thread's heap is adopted first) */
+    for (int i = 0; i < 4; i++) {
+        pthread_t t;
+        assert_int_equal(pthread_create(&t, NULL, arena_thread, &first[i]), 0);
+        assert_int_equal(pthread_join(t, NULL), 0);
+        assert_int_equal(pthread_create(&t, NULL, arena_thread, &second[i]), 0);
+        assert_int_equal(pthread_join(t, NULL), 0);
+        if (!first[i] || !second[i])
+            fail_msg("malloc(200 KiB) returned NULL in a thread");
+    }
+    /* 256 MiB regions, one arena each: the same region means the same arena */
+    int same = 0;
+    for (int i = 0; i < 4; i++)
+        same += ((uintptr_t)first[i] >> 28) == ((uintptr_t)second[i] >> 28);
+    if (same != 4)
+        fail_msg("%d of 4 threads that adopted an exited thread's heap took its blocks from the same "
+                 "region (want all: the arena belongs to the heap)", same);
+}
+
 /* ============================================================ 8. fork */
 
 static atomic_int g_fork_stop;
@@ -1566,6 +1607,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_byte_bound),
         cmocka_unit_test(test_thread_ring),
         cmocka_unit_test(test_run_cache),
+        cmocka_unit_test(test_arena_follows_heap),
         cmocka_unit_test(test_no_early_decay_under_contention),
         cmocka_unit_test(test_fork_with_threads),
         cmocka_unit_test(test_enomem),
