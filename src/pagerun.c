@@ -75,13 +75,16 @@ enum {
     PD_DIRTY = 8,       /* free run on the dirty list (first descriptor) */
     PD_GHOST = 16,      /* inside a free run: a block started here */
     PD_FENCE = 32,      /* hardened: a one-page live run, PROT_NONE: a guard page */
-    PD_CACHED = 64,     /* a freed block in a heap's run cache (live for its arena) */
 };
+
+/* page_desc_t.bin of a live block's first page while the block waits in a
+ * heap's run cache (free runs hold their bin there, below NBINS). */
+#define RUN_CACHED 0xffffu
 
 typedef struct page_desc {
     uint32_t npages;                    /* run length, at both ends */
     uint16_t flags;
-    uint16_t bin;
+    uint16_t bin;                       /* free run: its size bin; live: RUN_CACHED or not */
     uint32_t stamp;                     /* free run: ms when it went on the dirty list */
     uint32_t ndirty;                    /* free run: its pages written since their purge */
     struct page_desc *next, *prev;      /* size bin */
@@ -620,9 +623,10 @@ static void large_free_arena(void *p, const char *fn);
  * thread's heap, on the list of its page count, for that thread's next block
  * of the same page count: no lock, no split or merge, no decay check, and
  * its pages are warm.  For its arena it stays a live block; its first page
- * descriptor carries PD_CACHED (set with an atomic OR, so a second free of
- * it is seen as one), and its first word the list link, encoded as a slab
- * free list's is.  A heap holds HAK_RUN_CACHE_PAGES pages at most (beyond,
+ * descriptor's bin field says RUN_CACHED (swapped in atomically, so a
+ * second free of it is seen as one; the flags stay as they were, since the
+ * arena's lock holders read them to merge neighbours), and its first word
+ * the list link, encoded as a slab free list's is.  A heap holds HAK_RUN_CACHE_PAGES pages at most (beyond,
  * a free goes to the arena as before) and gives them all back when its
  * thread exits, on malloc_trim, and when exited threads' heaps are trimmed
  * (hak_run_cache_flush).  The hardened flavor has no cache: its large
@@ -642,7 +646,7 @@ static void *run_cache_take(hak_heap_t *h, uint32_t n) {
     void *p = h->run_cache[n];
     if (!p) return NULL;
     h->run_cache[n] = hak_link_get(p, "malloc");
-    __atomic_fetch_and(&run_first_desc((uintptr_t)p)->flags, (uint16_t)~PD_CACHED, __ATOMIC_RELAXED);
+    __atomic_store_n(&run_first_desc((uintptr_t)p)->bin, (uint16_t)0, __ATOMIC_RELAXED);
     run_cache_count(h, -(long)n, -1);
     return p;
 }
@@ -652,15 +656,11 @@ static void *run_cache_take(hak_heap_t *h, uint32_t n) {
 static int run_cache_put(void *p, page_desc_t *d, uint32_t n, const char *fn) {
     hak_heap_t *h = hak_tl_heap;
     if (h == &hak_heap_empty || h->run_cache_pages + n > HAK_RUN_CACHE_PAGES) return 0;
-    const uint16_t mask = PD_START | PD_FREE | PD_FENCE | PD_CACHED;
+    const uint16_t mask = PD_START | PD_FREE | PD_FENCE;
     if ((__atomic_load_n(&d->flags, __ATOMIC_RELAXED) & mask) != PD_START)
         return 0;                          /* not a live block: the locked path says why */
-    uint16_t f = __atomic_fetch_or(&d->flags, (uint16_t)PD_CACHED, __ATOMIC_RELAXED);
-    if (HAK_UNLIKELY((f & mask) != PD_START)) {    /* freed by two threads at once */
-        if (f & PD_CACHED) hak_fatal_ptr(fn, "double free of", p);
-        __atomic_fetch_and(&d->flags, (uint16_t)~PD_CACHED, __ATOMIC_RELAXED);
-        return 0;
-    }
+    if (HAK_UNLIKELY(__atomic_exchange_n(&d->bin, (uint16_t)RUN_CACHED, __ATOMIC_RELAXED) == RUN_CACHED))
+        hak_fatal_ptr(fn, "double free of", p);
     hak_link_set(p, h->run_cache[n]);
     h->run_cache[n] = p;
     run_cache_count(h, n, 1);
@@ -810,16 +810,17 @@ static page_desc_t *block_lock(uintptr_t p, run_arena_t **ap, const char **what)
     pthread_mutex_lock(&a->lock);
     page_desc_t *d = &r->pages[i];
     uint32_t f = d->flags;
-    if ((f & (PD_START | PD_FREE | PD_FENCE | PD_CACHED)) == PD_START) {
+    int cached = (f & PD_START) && __atomic_load_n(&d->bin, __ATOMIC_RELAXED) == RUN_CACHED;
+    if ((f & (PD_START | PD_FREE | PD_FENCE)) == PD_START && !cached) {
         *ap = a;
         return d;
     }
     pthread_mutex_unlock(&a->lock);
     if (f & PD_FENCE) *what = "invalid pointer (a guard page) at";
-    else if (f & PD_CACHED) *what = "double free of";
     /* a free run: freed before, or the rest of a split never handed out */
     if (f & PD_START) *what = "double free (or free of a block not handed out) of";
     else if (f & PD_GHOST) *what = "double free (or pointer inside a block) of";
+    if (cached) *what = "double free of";              /* waiting in a run cache */
     return NULL;
 }
 
