@@ -311,7 +311,8 @@ static void slab_carve(hak_heap_t *h, hak_slab_t *s, hak_bin_t *bin, uint32_t wa
 #define STARTER_REFILLS 2    /* a heap's first refills of a class served here */
 #define STARTER_BLOCKS  4    /* blocks per such refill */
 static pthread_mutex_t starter_lock = PTHREAD_MUTEX_INITIALIZER;
-static hak_heap_t *starter_heap;
+static hak_heap_t *starter_heap;    /* set once under starter_lock; read unlocked by
+                                      * refills (is this the starter?): atomics */
 static hak_heap_t *heap_new(void);
 
 void hak_starter_lock(void) { pthread_mutex_lock(&starter_lock); }
@@ -326,10 +327,11 @@ static uint32_t starter_refill(hak_heap_t *h, unsigned cls, uint32_t want) {
     uint32_t n = 0;
     if (want > STARTER_BLOCKS) want = STARTER_BLOCKS;
     pthread_mutex_lock(&starter_lock);
-    hak_heap_t *sh = starter_heap;
+    hak_heap_t *sh = __atomic_load_n(&starter_heap, __ATOMIC_RELAXED);
     if (!sh) {
         pthread_mutex_lock(&hak_pool_lock);
-        sh = starter_heap = heap_new();
+        sh = heap_new();
+        __atomic_store_n(&starter_heap, sh, __ATOMIC_RELAXED);
         if (sh) __atomic_store_n(&sh->active, 1, __ATOMIC_RELAXED);   /* never an orphan */
         pthread_mutex_unlock(&hak_pool_lock);
     }
@@ -364,7 +366,7 @@ void *unified_cache_refill(hak_heap_t *h, unsigned cls) {
      * library's cache misses were carving and flushing unused blocks). */
     if (st->refills <= 3 && want > (8u << (st->refills - 1))) want = 8u << (st->refills - 1);
     if (st->refills <= STARTER_REFILLS && cls < HAK_TINY_CLASSES && !h->warm && !h->full &&
-        h != starter_heap && starter_refill(h, cls, STARTER_BLOCKS))
+        h != __atomic_load_n(&starter_heap, __ATOMIC_RELAXED) && starter_refill(h, cls, STARTER_BLOCKS))
         goto pop;
     hak_slab_t *s;
     while ((s = h->partial[cls]) != NULL) {
@@ -784,5 +786,5 @@ void hak_heap_abandon(hak_heap_t *h) {
  * memory is lost to the child) rather than recycled. */
 void hak_heap_fork_child(hak_heap_t *self) {
     for (hak_heap_t *h = heap_all; h; h = h->next_all)
-        if (h != self && h != starter_heap && h->active) h->active = 0;
+        if (h != self && h != __atomic_load_n(&starter_heap, __ATOMIC_RELAXED) && h->active) h->active = 0;
 }
