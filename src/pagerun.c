@@ -113,6 +113,7 @@ typedef struct run_arena {
     page_desc_t *dirty_head, *dirty_tail;
     size_t dirty_pages;
     size_t live_pages;                  /* pages of live blocks */
+    size_t cached_pages;                /* of which in heaps' run caches (atomic: any thread) */
     size_t live_peak[2];                /* most live pages: last window, this window */
     size_t block_peak[2];               /* largest block served or freed: same */
     uint32_t peak_stamp;                /* ms when this window began (windows: decay time) */
@@ -533,21 +534,49 @@ static void run_purge(run_arena_t *a, page_desc_t *d, int by_bound) {
  * keeps its pages as before.  `block` is the size of the block just
  * allocated or freed.  Each arena answers for its own pages, so a busy arena
  * never purges for an idle one. */
-static void arena_decay(run_arena_t *a, uint32_t now, uint32_t block) {
-    uint32_t decay = (uint32_t)hak_opt.large_decay_ms;
+static void arena_age(run_arena_t *a, uint32_t now, uint32_t decay) {
     while (a->dirty_head && (int32_t)(now - a->dirty_head->stamp) >= (int32_t)decay)
         run_purge(a, a->dirty_head, 0);
+}
+
+/* An arena nobody uses any more (its heap's thread exited and no thread
+ * adopted the heap) would keep its dirty pages for good with no background
+ * thread: every half decay time, the arena user who comes first purges
+ * what has been free for the decay time in the other arenas it can lock
+ * at once (it never waits for a busy one, which ages its own). */
+static uint32_t idle_scan_stamp;
+
+static HAK_COLD void arena_age_others(run_arena_t *a, uint32_t now, uint32_t decay) {
+    for (unsigned k = 0; k < HAK_ARENAS; k++) {
+        run_arena_t *b = &arenas[k];
+        if (b == a || !__atomic_load_n(&b->dirty_head, __ATOMIC_RELAXED)) continue;
+        if (pthread_mutex_trylock(&b->lock) != 0) continue;
+        arena_age(b, now, decay);
+        pthread_mutex_unlock(&b->lock);
+    }
+}
+
+static void arena_decay(run_arena_t *a, uint32_t now, uint32_t block) {
+    uint32_t decay = (uint32_t)hak_opt.large_decay_ms;
+    arena_age(a, now, decay);
+    uint32_t last = __atomic_load_n(&idle_scan_stamp, __ATOMIC_RELAXED);
+    if (HAK_UNLIKELY(now - last > decay / 2) &&
+        __atomic_compare_exchange_n(&idle_scan_stamp, &last, now, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+        arena_age_others(a, now, decay);
     if (now - a->peak_stamp >= decay) {
         a->live_peak[0] = a->live_peak[1];
         a->block_peak[0] = a->block_peak[1];
         a->live_peak[1] = a->block_peak[1] = 0;
         a->peak_stamp = now;
     }
-    if (a->live_pages > a->live_peak[1]) a->live_peak[1] = a->live_pages;
+    /* blocks waiting in run caches are free ones to this count */
+    size_t cached = __atomic_load_n(&a->cached_pages, __ATOMIC_RELAXED);
+    size_t live = a->live_pages > cached ? a->live_pages - cached : 0;
+    if (live > a->live_peak[1]) a->live_peak[1] = live;
     if (block > a->block_peak[1]) a->block_peak[1] = block;
     size_t peak = a->live_peak[0] > a->live_peak[1] ? a->live_peak[0] : a->live_peak[1];
     size_t keep = peak * LIVE_MULT;
-    if (a->live_pages == 0) {
+    if (live == 0) {
         int again = a->zero_seen && now - a->zero_stamp < decay;
         a->zero_seen = 1;
         a->zero_stamp = now;
@@ -647,6 +676,7 @@ static void *run_cache_take(hak_heap_t *h, uint32_t n) {
     if (!p) return NULL;
     h->run_cache[n] = hak_link_get(p, "malloc");
     __atomic_store_n(&run_first_desc((uintptr_t)p)->bin, (uint16_t)0, __ATOMIC_RELAXED);
+    __atomic_fetch_sub(&region_of((uintptr_t)p)->arena->cached_pages, (size_t)n, __ATOMIC_RELAXED);
     run_cache_count(h, -(long)n, -1);
     return p;
 }
@@ -663,6 +693,7 @@ static int run_cache_put(void *p, page_desc_t *d, uint32_t n, const char *fn) {
         hak_fatal_ptr(fn, "double free of", p);
     hak_link_set(p, h->run_cache[n]);
     h->run_cache[n] = p;
+    __atomic_fetch_add(&region_of((uintptr_t)p)->arena->cached_pages, (size_t)n, __ATOMIC_RELAXED);
     run_cache_count(h, n, 1);
     return 1;
 }

@@ -384,9 +384,11 @@ static void *collector(void *v)
     return NULL;
 }
 
-/* One large block made and freed on a thread of its own: threads take the
- * page-run arenas round robin, so HAK_ARENAS of these visit every arena,
- * and each visit purges what has been free there for the decay time. */
+/* One large block made and freed on a thread of its own.  A thread takes
+ * the arena of the heap it adopts, so these may all visit one arena; a
+ * visit after the decay time also purges what has been free that long in
+ * the arenas nobody uses (the exited threads').  With the arena picked by
+ * the thread (before 546694d) HAK_ARENAS visits reached every arena. */
 static void *large_visit(void *v)
 {
     (void)v;

@@ -38,7 +38,11 @@
  *                     other page counts miss; 512 KiB at most; 80 KiB never;
  *                     all of it back to the arenas when the thread exits
  *   arena             a thread that adopts an exited thread's heap takes
- *                     its blocks from that heap's arena (same region)
+ *                     its blocks from that heap's arena (same region);
+ *                     blocks in run caches do not keep an arena's pages
+ *                     when every other block is freed; an arena nobody uses
+ *                     gives its pages back once another arena is used after
+ *                     the decay time
  *   fork              50 forks while 2 threads churn large blocks: every
  *                     child can allocate, realloc and free large blocks
  *   ENOMEM            under RLIMIT_AS: NULL + ENOMEM once no region has room,
@@ -1213,6 +1217,99 @@ static void test_arena_follows_heap(void **state)
                  "region (want all: the arena belongs to the heap)", same);
 }
 
+/* A program frees every large block it has, the last few into its run
+ * cache: the arena's other pages go back at once (the cached blocks are
+ * free ones to the arena's live count).  Fresh process, default options:
+ * 2048 blocks of 40 KiB (80 MiB) written and freed; what stays cached (the
+ * byte bound, HAKMEM_LARGE_CACHE_MIB=8, the run cache's 512 KiB, one
+ * block) is far below 16 MiB.  Counting cached blocks as live kept 80 MiB. */
+static int wl_last_free(void)
+{
+    enum { N = 2048 };
+    const size_t n = 40 * 1024;
+    static char *p[N];
+    for (int i = 0; i < N; i++) {
+        p[i] = malloc(n);
+        CK(p[i] != NULL, "malloc(40 KiB) #%d returned NULL", i);
+        fill_pages(p[i], n, (uint64_t)i);
+    }
+    for (int i = 0; i < N; i++)
+        free(p[i]);
+    tu_quarantine_flush();
+    uint64_t kept = stat_c("large_cached_bytes");
+    CK(kept <= 16 * TU_MIB, "80 MiB of 40 KiB blocks written and all freed: %llu MiB of their "
+       "pages still kept (want at most 16)", ULL(kept >> 20));
+    return 0;
+}
+
+static void test_run_cache_last_free_purges(void **state)
+{
+    (void)state;
+    static const char *const env[] = { NULL };
+    run_self(env, "last_free", "all freed, the last blocks into the run cache (fresh process)");
+}
+
+/* An arena nobody uses any more gives its pages back: thread A allocates
+ * and frees 64 blocks of 256 KiB three times (a steady live set, whose
+ * arena keeps twice its peak for the decay time) and exits; nobody adopts
+ * its heap.  After the decay time, one large malloc/free by the main
+ * thread, in its own arena, purges A's arena's pages.
+ * HAKMEM_LARGE_DECAY_MS=200. */
+static void *idle_arena_thread(void *arg)
+{
+    int *bad = arg;
+    enum { N = 64 };
+    char *p[N];
+    for (int round = 0; round < 3; round++) {
+        for (int i = 0; i < N; i++) {
+            p[i] = malloc(256 * 1024);
+            if (!p[i]) {
+                *bad = 1;
+                return NULL;
+            }
+            fill_pages(p[i], 256 * 1024, (uint64_t)(round * N + i));
+        }
+        for (int i = 0; i < N; i++)
+            free(p[i]);
+    }
+    tu_quarantine_flush();
+    return NULL;
+}
+
+static int wl_idle_arena(void)
+{
+    char *m = malloc(300 * 1024);                /* the main thread's heap and arena */
+    CK(m != NULL, "malloc(300 KiB) returned NULL");
+    fill_pages(m, 300 * 1024, 1);
+    free(m);
+    int bad = 0;
+    pthread_t t;
+    CK(pthread_create(&t, NULL, idle_arena_thread, &bad) == 0, "pthread_create failed");
+    CK(pthread_join(t, NULL) == 0 && !bad, "thread A: malloc(256 KiB) returned NULL");
+    uint64_t kept0 = stat_c("large_cached_bytes");
+    CK(kept0 >= 16 * TU_MIB, "thread A's arena kept %llu MiB after its three rounds; the case "
+       "needs its steady 16 MiB kept (was the decay time exceeded?)", ULL(kept0 >> 20));
+    sleep_ms(500);
+    m = malloc(300 * 1024);
+    CK(m != NULL, "malloc(300 KiB) returned NULL");
+    fill_pages(m, 300 * 1024, 2);
+    free(m);
+    tu_quarantine_flush();
+    uint64_t kept1 = stat_c("large_cached_bytes");
+    CK(kept1 <= 2 * TU_MIB, "500 ms after thread A exited (decay time 200 ms), a large "
+       "malloc/free in another arena: %llu MiB still kept (%llu MiB before)", ULL(kept1 >> 20),
+       ULL(kept0 >> 20));
+    return 0;
+}
+
+static void test_idle_arena_purged(void **state)
+{
+    (void)state;
+    static const char *const env[] = { "HAKMEM_LARGE_DECAY_MS=200", NULL };
+    skip_if_hardened("freed blocks wait in the quarantine and fences split the runs");
+    run_self(env, "idle_arena", "HAKMEM_LARGE_DECAY_MS=200 (fresh process)");
+}
+
 /* ============================================================ 8. fork */
 
 static atomic_int g_fork_stop;
@@ -1583,6 +1680,10 @@ static int child_main(const char *name)
         return wl_no_early_decay();
     if (strcmp(name, "fences") == 0)
         return wl_fences();
+    if (strcmp(name, "last_free") == 0)
+        return wl_last_free();
+    if (strcmp(name, "idle_arena") == 0)
+        return wl_idle_arena();
     fprintf(stderr, "unknown child workload %s\n", name);
     return 1;
 }
@@ -1608,6 +1709,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_thread_ring),
         cmocka_unit_test(test_run_cache),
         cmocka_unit_test(test_arena_follows_heap),
+        cmocka_unit_test(test_run_cache_last_free_purges),
+        cmocka_unit_test(test_idle_arena_purged),
         cmocka_unit_test(test_no_early_decay_under_contention),
         cmocka_unit_test(test_fork_with_threads),
         cmocka_unit_test(test_enomem),
