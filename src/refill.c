@@ -297,19 +297,22 @@ static void slab_carve(hak_heap_t *h, hak_slab_t *s, hak_bin_t *bin, uint32_t wa
 
 
 /* The starter heap.  A young heap (one that has no SuperSlab yet) takes its
- * first two refills of a tiny class from here, under starter_lock, rather
+ * first three refills of a tiny class from here, under starter_lock, rather
  * than from a slab of its own: a thread that allocates a few blocks of many
  * classes and exits (bench_threads: 2000 threads of 50 blocks in 20 classes)
  * touches the pages of blocks that other threads used before it, not one
- * fresh page per class in a SuperSlab of its own.  A heap that needed a
- * slab of its own (a third refill of a class, or a mid class) has its
+ * fresh page per class in a SuperSlab of its own.  The refills take 1, 2
+ * and 4 blocks: a block fetched and never used is written for nothing (with
+ * two refills of 4, each of bench_threads' threads fetched 11 KB it never
+ * used).  A heap that needed a slab of its own (a fourth refill of a class,
+ * or a mid class) has its
  * SuperSlab from then on and takes nothing more from here.  No thread owns
  * this heap: every operation on it as an owner (its refills, which also take
  * back the remote frees that threads' flushes sent to its slabs) runs under
  * the lock.  Lock order: starter_lock, then hak_pool_lock (a refill may take
  * SuperSlabs from the shared pool). */
-#define STARTER_REFILLS 2    /* a heap's first refills of a class served here */
-#define STARTER_BLOCKS  4    /* blocks per such refill */
+#define STARTER_REFILLS 3    /* a heap's first refills of a class served here */
+#define STARTER_BLOCKS  4    /* blocks per such refill at most: 1 << (refill - 1) */
 static pthread_mutex_t starter_lock = PTHREAD_MUTEX_INITIALIZER;
 static hak_heap_t *starter_heap;    /* set once under starter_lock; read unlocked by
                                       * refills (is this the starter?): atomics */
@@ -359,14 +362,16 @@ void *unified_cache_refill(hak_heap_t *h, unsigned cls) {
         hak_heap_drain_remote(h);
 
     uint32_t want = bin->cap > 1 ? bin->cap / 2 : 1;
-    /* The first refills of a class in a heap take 8, 16, 32 blocks, then
+    /* The first refills of a class in a heap take 8, 16, 32 blocks (the
+     * fourth, 32 too: a young heap's first three were the starter's), then
      * half the cap: a short-lived thread that needs a few blocks of each
      * class does not carve (write) 64 of each, nor walk them all back at
      * its exit (bench_threads, 2000 threads of 50 blocks: half of the
      * library's cache misses were carving and flushing unused blocks). */
-    if (st->refills <= 3 && want > (8u << (st->refills - 1))) want = 8u << (st->refills - 1);
+    static const uint8_t first_want[5] = { 0, 8, 16, 32, 32 };
+    if (st->refills <= 4 && want > first_want[st->refills]) want = first_want[st->refills];
     if (st->refills <= STARTER_REFILLS && cls < HAK_TINY_CLASSES && !h->warm && !h->full &&
-        h != __atomic_load_n(&starter_heap, __ATOMIC_RELAXED) && starter_refill(h, cls, STARTER_BLOCKS))
+        h != __atomic_load_n(&starter_heap, __ATOMIC_RELAXED) && starter_refill(h, cls, 1u << (st->refills - 1)))
         goto pop;
     hak_slab_t *s;
     while ((s = h->partial[cls]) != NULL) {

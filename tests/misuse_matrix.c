@@ -195,8 +195,9 @@ static void c_usable_stack(size_t n) {
     sink = (char *)(uintptr_t)malloc_usable_size(sink);
 }
 /* Not a misuse: prints whether 56 fresh 48-byte blocks came in address
- * order (RANDOM_CARVE off) or not.  The first 8 of a class come from the
- * starter heap (shared by young threads), the rest from this heap's slab. */
+ * order (RANDOM_CARVE off) or not.  The first 7 of a class come from the
+ * starter heap (shared by young threads), the rest from this heap's slab
+ * (8 are skipped). */
 static void carve_order(void) {
     char *b[64];
     int sequential = 1;

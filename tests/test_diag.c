@@ -424,10 +424,10 @@ static int do_corrupt_slab_link(void *arg)
             return 2;
     for (i = 0; i < N; i++)
         free(a[i]);
-    /* a[8]: a heap's first 8 blocks of a class come from the starter heap,
+    /* a[8]: a heap's first 7 blocks of a class come from the starter heap,
      * whose slabs take them back as remote frees (read only when a young
-     * thread next refills there); a[8] is the first from this heap's slab,
-     * flushed to its free list by the frees after it. */
+     * thread next refills there); a[8] is from this heap's slab, flushed to
+     * its free list by the frees after it. */
     void **p = tu_launder(a[8]);
     if (tu_hardened()) {            /* once out of the quarantine: the core's link */
         tu_quarantine_flush();

@@ -395,7 +395,7 @@ static int do_uaf_link_slab(void *arg)
         free(a[i]);
     /* freed early: flushed to its slab long ago; hardened: once out of the
      * quarantine, over the core's link (the message names the core's block).
-     * Not a[1]: a heap's first 8 blocks of a class come from the starter
+     * Not a[1]: a heap's first 7 blocks of a class come from the starter
      * heap, whose slabs take them back as remote frees, read only when a
      * young thread next refills from there. */
     static const struct uaf_case c = {48, 0, 1};
@@ -449,7 +449,7 @@ static int do_free_next_block(void *arg)
 {
     size_t n = (size_t)(uintptr_t)arg;
     warm_up();
-    /* A heap's first 8 blocks of a tiny class come from the starter heap,
+    /* A heap's first 7 blocks of a tiny class come from the starter heap,
      * shared by all threads: the block after p may be another thread's (here
      * the parent's) live block there.  Past them, p comes from a slab of this
      * heap, and the block after it was carved and not handed out. */
