@@ -1069,6 +1069,84 @@ static void *orphan_alloc_thread(void *arg)
     return arg;
 }
 
+/* A bin grows past its cap only for a burst.  One thread, 1000 blocks of a
+ * class allocated (written) and freed, again and again: freed all at once,
+ * the 80-byte class's bin doubles its cap once a round until the round
+ * fits (no flush in the last rounds); freed one every 2 us (the level of a
+ * bin that a thread fills and drains at about the same pace), the 48-byte
+ * class's bin keeps its cap and flushes every round.  With growth for both
+ * (the rule before the burst test) the slow rounds' last three flushed 0. */
+#define GROW_BLOCKS 1000
+
+struct grow_result {
+    uint64_t slow_flushes, burst_flushes;
+    int ok;
+};
+
+static uint64_t class_flushes(unsigned c, int *ok)
+{
+    int k;
+    uint64_t v = tu_class_stat(c, "flushes", &k);
+    *ok &= k;
+    return v;
+}
+
+static void grow_rounds(void **b, size_t size, int rounds, double gap_us)
+{
+    for (int r = 0; r < rounds; r++) {
+        for (int i = 0; i < GROW_BLOCKS; i++) {
+            b[i] = malloc(size);
+            if (b[i])
+                memset(b[i], r, size);
+        }
+        for (int i = 0; i < GROW_BLOCKS; i++) {
+            free(b[i]);
+            for (double t0 = gap_us > 0 ? tu_now() : 0; gap_us > 0 && tu_now() - t0 < gap_us * 1e-6;)
+                ;
+        }
+    }
+}
+
+static void *grow_thread(void *arg)
+{
+    struct grow_result *res = arg;
+    void *b[GROW_BLOCKS];
+    int ok = 1;
+    grow_rounds(b, 48, 6, 2.0);                 /* class 2 (48 bytes), slow */
+    uint64_t s0 = class_flushes(2, &ok);
+    grow_rounds(b, 48, 3, 2.0);
+    res->slow_flushes = class_flushes(2, &ok) - s0;
+    grow_rounds(b, 80, 9, 0);                   /* class 4 (80 bytes), bursts */
+    uint64_t f0 = class_flushes(4, &ok);
+    grow_rounds(b, 80, 3, 0);
+    res->burst_flushes = class_flushes(4, &ok) - f0;
+    res->ok = ok;
+    return NULL;
+}
+
+static void test_bin_grows_for_bursts_only(void **state)
+{
+    (void)state;
+    if (tu_hardened())
+        skip();                                 /* headers move the blocks to other classes */
+    struct grow_result res = { 0, 0, 0 };
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, grow_thread, &res), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    if (!res.ok)
+        fail_msg("hak_stats_json has no \"flushes\" for classes 2 and 4");
+    print_message("last three rounds: %llu flushes freed slowly, %llu in bursts\n",
+                  (unsigned long long)res.slow_flushes, (unsigned long long)res.burst_flushes);
+    if (res.burst_flushes > 2)
+        fail_msg("rounds of 1000 blocks of 80 bytes freed at once: %llu flushes in the last three "
+                 "rounds (the bin should have grown to hold a round)",
+                 (unsigned long long)res.burst_flushes);
+    if (res.slow_flushes < 3 * 4)
+        fail_msg("rounds of 1000 blocks of 48 bytes freed one every 2 us: %llu flushes in the last "
+                 "three rounds (want at least 12: a slowly filled bin keeps its cap)",
+                 (unsigned long long)res.slow_flushes);
+}
+
 static void test_exited_thread_blocks_come_back(void **state)
 {
     (void)state;
@@ -1362,6 +1440,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_purge_mode_madv_free),
         cmocka_unit_test(test_purge_retain_zero),
         cmocka_unit_test(test_exited_thread_blocks_come_back),
+        cmocka_unit_test(test_bin_grows_for_bursts_only),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

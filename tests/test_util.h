@@ -298,6 +298,21 @@ static inline uint64_t tu_stat(const char *key, int *ok)
     return s ? strtoull(s + strlen(pat), NULL, 10) : 0;
 }
 
+/* One number of size class c's object in hak_stats_json ("flushes",
+ * "refills"...); *ok = 0 if it is missing. */
+static inline uint64_t tu_class_stat(unsigned c, const char *key, int *ok)
+{
+    char pat[80];
+    size_t need = hak_stats_json(tu_stats_text, sizeof tu_stats_text);
+    snprintf(pat, sizeof pat, "{\"class\":%u,", c);
+    const char *o = need < sizeof tu_stats_text ? strstr(tu_stats_text, pat) : NULL;
+    const char *end = o ? strchr(o, '}') : NULL;
+    snprintf(pat, sizeof pat, "\"%s\":", key);
+    const char *k = o ? strstr(o, pat) : NULL;
+    *ok = k && k < end;
+    return *ok ? strtoull(k + strlen(pat), NULL, 10) : 0;
+}
+
 /* --------------------------------------------------------- run_in_child */
 
 /* Seconds a child may run before SIGALRM kills it (deadlock -> failure). */
