@@ -727,13 +727,20 @@ void *hak_large_alloc(size_t size, size_t align, int zero) {
     /* a thread's first block: its heap, which holds its arena and run cache */
     if (HAK_UNLIKELY(h == &hak_heap_empty) && (h = hak_heap_acquire()) == NULL) h = &hak_heap_empty;
 #if !HAKMEM_HARDENED
-    if (align <= PAGE && size <= (size_t)HAK_RUN_CACHE_MAX_PAGES << PAGE_SHIFT) {
-        uint32_t cn = (uint32_t)((size + PAGE - 1) >> PAGE_SHIFT);
-        void *p = run_cache_take(h, cn ? cn : 1);
-        if (p) {
-            __atomic_store_n(&h->run_cache_hits, h->run_cache_hits + 1, __ATOMIC_RELAXED);
-            if (zero) memset(p, 0, (size_t)cn << PAGE_SHIFT);
-            return p;
+    if (align <= PAGE && size <= (size_t)HAK_RUN_CACHE_MAX_PAGES << PAGE_SHIFT && h->run_cache_count) {
+        /* its page count, or up to a quarter more (random sizes spread
+         * over many page counts; the extra pages are the block's) */
+        uint32_t cn = (uint32_t)((size + PAGE - 1) >> PAGE_SHIFT), top;
+        if (cn == 0) cn = 1;
+        top = cn + (cn >> 2);
+        if (top > HAK_RUN_CACHE_MAX_PAGES) top = HAK_RUN_CACHE_MAX_PAGES;
+        for (uint32_t m = cn; m <= top; m++) {
+            void *p = run_cache_take(h, m);
+            if (p) {
+                __atomic_store_n(&h->run_cache_hits, h->run_cache_hits + 1, __ATOMIC_RELAXED);
+                if (zero) memset(p, 0, (size_t)m << PAGE_SHIFT);
+                return p;
+            }
         }
     }
 #endif

@@ -34,7 +34,8 @@
  *                     the ring and 16 threads churning on 8 arenas purge
  *                     nothing by decay (no stale time stamp under contention)
  *   run cache         a freed run of up to 16 pages is the freeing thread's
- *                     next block of that page count (calloc zeroes it);
+ *                     next block of that page count or of up to a quarter
+ *                     fewer pages (calloc zeroes it);
  *                     other page counts miss; 512 KiB at most; 80 KiB never;
  *                     all of it back to the arenas when the thread exits
  *   arena             a thread that adopts an exited thread's heap takes
@@ -1128,6 +1129,28 @@ static void *run_cache_thread(void *arg)
                 (void *)r, n, (void *)q);
     fill_pages(r, n + PAGE, 12);
     free(r);
+    /* a larger cached block, of up to a quarter more pages, serves a
+     * request: 16 pages for 13 (all of it zeroed by calloc, all of it the
+     * block's); not for 12 */
+    char *y = malloc(16 * PAGE);
+    if (!y)
+        RC_FAIL(res, "malloc(64 KiB) returned NULL");
+    fill_pages(y, 16 * PAGE, 13);
+    free(y);
+    char *z = malloc(12 * PAGE);
+    if (!z || z == y)
+        RC_FAIL(res, "malloc(12 pages) = %p: want a new block, not the cached 16-page one %p",
+                (void *)z, (void *)y);
+    char *w = calloc(1, 13 * PAGE - 100);
+    if (w != y)
+        RC_FAIL(res, "calloc(1, 13 pages - 100) = %p, want the cached 16-page block %p", (void *)w,
+                (void *)y);
+    if (!tu_all_bytes(w, 16 * PAGE, 0) || malloc_usable_size(w) != 16 * PAGE)
+        RC_FAIL(res, "the cached 16-page block served for 13 pages: not all zero, or usable size "
+                "%zu (want %zu)", malloc_usable_size(w), 16 * PAGE);
+    fill_pages(z, 12 * PAGE, 14);
+    free(z);
+    free(w);
     /* at most 512 KiB: sixteen 64 KiB blocks freed, at most eight cached
      * (the two blocks above may hold 21 pages of it); 80 KiB (beyond 16
      * pages) never */
