@@ -94,11 +94,11 @@
  * a fence page each, its mid blocks a header and canary in a slab. */
 #if HAKMEM_HARDENED
 #define HAK_SMALL_MAX       262144
-#define HAK_NUM_CLASSES     52
+#define HAK_NUM_CLASSES     56
 #define HAK_SPAN_MAX_SLOTS  8       /* a slab of a mid class spans up to 8 slots */
 #else
 #define HAK_SMALL_MAX       32768
-#define HAK_NUM_CLASSES     40
+#define HAK_NUM_CLASSES     44
 #define HAK_SPAN_MAX_SLOTS  4       /* a slab of a mid class spans up to 4 slots */
 #endif
 #define HAK_MIN_ALIGN       16
@@ -285,6 +285,7 @@ extern hak_heap_t hak_heap_empty;
 extern uintptr_t hak_free_key;
 extern uint8_t hak_registry[HAK_REGISTRY_SIZE];
 extern const uint8_t hak_tiny_class_tbl[HAK_TINY_MAX / 16 + 1];
+extern const uint8_t hak_mid_class_tbl[HAK_SMALL_MAX >> 7];   /* (n - 1) >> 7 -> class, n > 1024 */
 extern const uint32_t hak_class_size[HAK_NUM_CLASSES];
 extern pthread_mutex_t hak_pool_lock;
 
@@ -342,9 +343,7 @@ HAK_INLINE size_t heap_bin_off(const hak_heap_t *h, size_t n) {
  * the tiny tier. */
 HAK_INLINE unsigned hak_size_class(size_t n) {
     if (n <= HAK_TINY_MAX) return tiny_alloc_gate(n);
-    size_t s = n - 1;
-    unsigned k = 63u - (unsigned)__builtin_clzl(s);
-    return HAK_TINY_CLASSES + (k - 10) * 4 + (unsigned)((s >> (k - 2)) & 3);
+    return hak_mid_class_tbl[(n - 1) >> 7];
 }
 
 /* hak_super_lookup: the SuperSlab holding p, or NULL if p is not in one. */

@@ -130,15 +130,17 @@ static void fill_usable_and_check(void *p, size_t n, uint64_t seed, const char *
 }
 
 /* The class sizes as the layout describes them: 16..128 in 16-byte steps,
- * then four per doubling up to 256 KiB. */
+ * then four per doubling up to 256 KiB, eight from 4 to 8 KiB. */
 static size_t class_sizes(size_t *out)
 {
     size_t n = 0;
     for (size_t s = 16; s <= 128; s += 16)
         out[n++] = s;
-    for (size_t p = 128; p < 262144; p *= 2)
-        for (size_t j = 5; j <= 8; j++)
-            out[n++] = p * j / 4;
+    for (size_t p = 128; p < 262144; p *= 2) {
+        size_t steps = p == 4096 ? 8 : 4;
+        for (size_t j = steps + 1; j <= 2 * steps; j++)
+            out[n++] = p * j / steps;
+    }
     return n;
 }
 
