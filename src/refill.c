@@ -302,7 +302,8 @@ static void slab_carve(hak_heap_t *h, hak_slab_t *s, hak_bin_t *bin, uint32_t wa
  * classes and exits (bench_threads: 2000 threads of 50 blocks in 20 classes)
  * touches the pages of blocks that other threads used before it, not one
  * fresh page per class in a SuperSlab of its own.  The refills take 1, 2
- * and 4 blocks: a block fetched and never used is written for nothing (with
+ * and 4 blocks (at least a cache line's worth: starter_want): a block
+ * fetched and never used is written for nothing (with
  * two refills of 4, each of bench_threads' threads fetched 11 KB it never
  * used).  A heap that needed a slab of its own (a fourth refill of a class,
  * or a mid class) has its
@@ -325,6 +326,19 @@ void hak_starter_unlock(void) { pthread_mutex_unlock(&starter_lock); }
  * heap onto h's bin (h is not the starter heap), in the order the starter's
  * bin gave them (address order with unshuffled carving); 0 if none could be
  * had. */
+/* Blocks of a heap's refill number r (1..STARTER_REFILLS) of class cls from
+ * the starter heap: 1, 2, 4, but never less than a whole number of cache
+ * lines' worth (4 blocks of 16 or 48 bytes, 2 of 32 or 96...): the starter
+ * carves in address order, so a thread's blocks share no line with another
+ * thread's (with single 16-byte blocks, two threads writing their own
+ * objects shared a line: bench_cache thrash 4x slower). */
+static uint32_t starter_want(unsigned cls, uint32_t r) {
+    uint32_t s = hak_class_size[cls], low = s & (0u - s);
+    uint32_t line = 64 / (low < 64 ? low : 64);
+    uint32_t n = 1u << (r - 1);
+    return n > line ? n : line;
+}
+
 static uint32_t starter_refill(hak_heap_t *h, unsigned cls, uint32_t want) {
     void *got[STARTER_BLOCKS];
     uint32_t n = 0;
@@ -372,7 +386,7 @@ void *unified_cache_refill(hak_heap_t *h, unsigned cls) {
     static const uint8_t first_want[5] = { 0, 8, 16, 32, 32 };
     if (st->refills <= 4 && want > first_want[st->refills]) want = first_want[st->refills];
     if (st->refills <= STARTER_REFILLS && cls < HAK_TINY_CLASSES && !h->warm && !h->full &&
-        h != __atomic_load_n(&starter_heap, __ATOMIC_RELAXED) && starter_refill(h, cls, 1u << (st->refills - 1)))
+        h != __atomic_load_n(&starter_heap, __ATOMIC_RELAXED) && starter_refill(h, cls, starter_want(cls, (uint32_t)st->refills)))
         goto pop;
     hak_slab_t *s;
     while ((s = h->partial[cls]) != NULL) {
