@@ -178,9 +178,11 @@ typedef struct hak_bin {
     uint32_t cap;
 } hak_bin_t;
 
-/* Per-class counters of one heap, merged over all heaps when read.  The
+/* Per-class counters, merged over all heaps when read (stats.c).  The
  * slow-path ones are always counted (they cost nothing on the hit paths);
- * allocs/frees and page-fault telemetry only with HAKMEM_DEBUG_COUNTERS. */
+ * allocs/frees and page-fault telemetry only with HAKMEM_DEBUG_COUNTERS.
+ * A heap keeps refills and remote_frees in its first page (hak_heap_t) and
+ * the rest here. */
 typedef struct hak_class_stats {
     uint64_t allocs, frees;           /* HAKMEM_DEBUG_COUNTERS only */
     uint64_t refills, flushes;        /* bin ran dry / overflowed */
@@ -189,6 +191,10 @@ typedef struct hak_class_stats {
     uint64_t remote_frees;            /* blocks this thread's bins sent back to other heaps' slabs */
     uint64_t page_first_touch;        /* debug: pages first touched by carving */
 } hak_class_stats_t;
+
+typedef struct hak_heap_class_stats {
+    uint64_t allocs, frees, flushes, warm_hits, warm_misses, prefills, page_first_touch;
+} hak_heap_class_stats_t;
 
 /* Counters are written only by their heap's thread and read by any: relaxed
  * atomic stores, which compile to a plain add on x86-64. */
@@ -206,6 +212,13 @@ typedef struct hak_quarantine {
     uint8_t cls1[HAK_QUARANTINE_SLOTS];          /* its class + 1; 0: a large block */
 } hak_quarantine_t;
 
+/* A heap is page-aligned (heap_new), and what a short-lived thread's heap
+ * reads and writes is in its first page: the bins, the size table, the
+ * refill and remote-free counters and the lists' heads.  The rest (partial
+ * slabs, bin growth, the run cache's lists, the other counters) is touched
+ * only by a thread that took slabs or page runs of its own: 2000 threads
+ * that each allocate a few blocks and wait wrote two pages of heap each
+ * when the counters were at its end (bench_threads). */
 typedef struct hak_heap {
     hak_bin_t bins[HAK_NUM_CLASSES];            /* the hot part */
     uint16_t bin_off[HAK_TINY_MAX + 1];         /* size -> its bin's offset in bins:
@@ -213,36 +226,43 @@ typedef struct hak_heap {
                                                  * malloc's hit path at an offset from
                                                  * the heap it holds anyway (no load of
                                                  * the table's address) */
-    hak_slab_t *partial[HAK_NUM_CLASSES];       /* slabs with room */
+    uint32_t front_fill[HAK_NUM_CLASSES];        /* hak_ticks() (low bits) at the last refill */
+    uint64_t refills[HAK_NUM_CLASSES];           /* bin ran dry (sizes the next refill) */
+    uint64_t remote_frees[HAK_NUM_CLASSES];      /* blocks its bins sent back to other heaps' slabs */
     hak_superslab_t *warm;                       /* SuperSlabs with free slots */
     hak_superslab_t *full;                       /* SuperSlabs without */
     uint32_t nwarm_empty;                        /* warm SuperSlabs with no slab in use */
+    uint32_t front_denied;                       /* growths refused since the last reset */
     size_t dirty_bytes;                          /* free slabs not yet purged */
     size_t orphan_debt;                          /* bytes sent back to exited threads' heaps */
     size_t orphan_kept;                          /* exited: its share of the orphan budget */
     size_t front_grown;                          /* bytes the bins' caps grew by */
-    uint32_t front_denied;                       /* growths refused since the last reset */
+    uint32_t run_cache_pages;                    /* pages the run cache's lists hold */
+    uint32_t run_cache_count;                    /* blocks the lists hold */
+    uint64_t run_cache_hits;                     /* blocks served from them */
+    uint32_t large_arena;                        /* its page-run arena: index + 1 */
+    uint32_t active;                             /* a live thread uses it */
+    uint32_t is_starter;                         /* one of the starters (refill.c) */
+    struct hak_heap *next_all;                   /* every heap, for diagnostics */
+    struct hak_heap *next_orphan;                /* heaps of exited threads */
+    _Alignas(64) _Atomic(hak_slab_t *) remote_slabs;  /* slabs with remote frees */
+    /* Past the first page: threads with slabs or page runs of their own. */
+    _Alignas(64) hak_slab_t *partial[HAK_NUM_CLASSES];  /* slabs with room */
     uint32_t front_mark[HAK_NUM_CLASSES];        /* refills (low bits) at the last overflow */
-    uint32_t front_fill[HAK_NUM_CLASSES];        /* hak_ticks() (low bits) at the last refill */
     uint8_t  front_streak[HAK_NUM_CLASSES];      /* overflows since the last refill */
     /* Freed page runs of up to HAK_RUN_CACHE_MAX_PAGES pages (pagerun.c),
      * one list per page count, kept for this heap's next block of that
      * size; live for their arena. */
     void    *run_cache[HAK_RUN_CACHE_MAX_PAGES + 1];
-    uint32_t run_cache_pages;                    /* pages the lists hold */
-    uint32_t run_cache_count;                    /* blocks the lists hold */
-    uint64_t run_cache_hits;                     /* blocks served from them */
-    uint32_t large_arena;                        /* its page-run arena: index + 1 */
-    uint32_t active;                             /* a live thread uses it */
-    struct hak_heap *next_all;                   /* every heap, for diagnostics */
-    struct hak_heap *next_orphan;                /* heaps of exited threads */
-    _Alignas(64) _Atomic(hak_slab_t *) remote_slabs;  /* slabs with remote frees */
-    _Alignas(64) hak_class_stats_t stats[HAK_NUM_CLASSES];
+    hak_heap_class_stats_t stats[HAK_NUM_CLASSES];
 #if HAKMEM_HARDENED
     uint64_t rng;                                /* random carving order */
     hak_quarantine_t quarantine;
 #endif
 } hak_heap_t;
+#if !HAKMEM_HARDENED
+_Static_assert(offsetof(hak_heap_t, partial) <= 4096, "a young heap's fields fit in one page");
+#endif
 
 /* Runtime options (options.c), read once by hak_init. */
 typedef struct hak_options {

@@ -17,7 +17,9 @@
  * the shared pool and the orphan list (one lock), and hak_heap_trim_orphans,
  * which acts for heaps whose threads exited while they are off that list.
  */
+#define _GNU_SOURCE                /* sched_getcpu */
 #include <errno.h>
+#include <sched.h>
 #include <string.h>
 
 #include "hakmem_internal.h"
@@ -296,38 +298,49 @@ static void slab_carve(hak_heap_t *h, hak_slab_t *s, hak_bin_t *bin, uint32_t wa
 /* -------------------------------------------------------- front cache */
 
 
-/* The starter heap.  A young heap (one that has no SuperSlab yet) takes its
- * first three refills of a tiny class from here, under starter_lock, rather
- * than from a slab of its own: a thread that allocates a few blocks of many
- * classes and exits (bench_threads: 2000 threads of 50 blocks in 20 classes)
- * touches the pages of blocks that other threads used before it, not one
- * fresh page per class in a SuperSlab of its own.  The refills take 1, 2
- * and 4 blocks (at least a cache line's worth: starter_want): a block
- * fetched and never used is written for nothing (with
- * two refills of 4, each of bench_threads' threads fetched 11 KB it never
- * used).  A heap that needed a slab of its own (a fourth refill of a class,
- * or a mid class) has its
- * SuperSlab from then on and takes nothing more from here.  No thread owns
- * this heap: every operation on it as an owner (its refills, which also take
- * back the remote frees that threads' flushes sent to its slabs) runs under
- * the lock.  Lock order: starter_lock, then hak_pool_lock (a refill may take
- * SuperSlabs from the shared pool). */
+/* The starter heaps.  A young heap (one that has no SuperSlab yet) takes
+ * its first three refills of a tiny class from one of these, under that
+ * starter's lock, rather than from a slab of its own: a thread that
+ * allocates a few blocks of many classes and exits (bench_threads: 2000
+ * threads of 50 blocks in 20 classes) touches the pages of blocks that
+ * other threads used before it, not one fresh page per class in a
+ * SuperSlab of its own.  The refills take 1, 2 and 4 blocks (at least a
+ * cache line's worth: starter_want): a block fetched and never used is
+ * written for nothing (with two refills of 4, each of bench_threads'
+ * threads fetched 11 KB it never used).  A heap that needed a slab of its
+ * own (a fourth refill of a class, or a mid class) has its SuperSlab from
+ * then on and takes nothing more from here.  No thread owns a starter:
+ * every operation on it as an owner (its refills, which also take back the
+ * remote frees that threads' flushes sent to its slabs) runs under its
+ * lock.  A refill goes to the starter of the CPU it runs on (CPU number
+ * modulo HAK_STARTERS): with one starter, its lock and lines kept two
+ * cores' young threads waiting on each other (bench_threads ran as fast on
+ * 2 cores as on one), and dealing heaps to 8 starters in turn made them
+ * keep 8 sets of slabs on a 2-core machine.
+ * Lock order: the starters' locks in index order (fork takes them all),
+ * then hak_pool_lock (a refill may take SuperSlabs from the shared pool). */
 #define STARTER_REFILLS 3    /* a heap's first refills of a class served here */
 #define STARTER_BLOCKS  4    /* blocks per such refill at most: 1 << (refill - 1) */
-static pthread_mutex_t starter_lock = PTHREAD_MUTEX_INITIALIZER;
-static hak_heap_t *starter_heap;    /* set once under starter_lock; read unlocked by
-                                      * refills (is this the starter?): atomics */
-static hak_heap_t *heap_new(void);
+#ifndef HAK_STARTERS
+#define HAK_STARTERS    8
+#endif
+static struct {
+    _Alignas(64) pthread_mutex_t lock;
+    hak_heap_t *heap;                /* made at the first refill, under lock */
+} starters[HAK_STARTERS] = {
+    [0 ... HAK_STARTERS - 1] = {.lock = PTHREAD_MUTEX_INITIALIZER},
+};
+static hak_heap_t *heap_new(int starter);
 
-void hak_starter_lock(void) { pthread_mutex_lock(&starter_lock); }
-void hak_starter_unlock(void) { pthread_mutex_unlock(&starter_lock); }
+void hak_starter_lock(void) {
+    for (unsigned i = 0; i < HAK_STARTERS; i++) pthread_mutex_lock(&starters[i].lock);
+}
+void hak_starter_unlock(void) {
+    for (unsigned i = HAK_STARTERS; i-- > 0;) pthread_mutex_unlock(&starters[i].lock);
+}
 
-/* Up to `want` (<= STARTER_BLOCKS) blocks of class cls from the starter
- * heap onto h's bin (h is not the starter heap), in the order the starter's
- * bin gave them (address order with unshuffled carving); 0 if none could be
- * had. */
 /* Blocks of a heap's refill number r (1..STARTER_REFILLS) of class cls from
- * the starter heap: 1, 2, 4, but never less than a whole number of cache
+ * a starter: 1, 2, 4, but never less than a whole number of cache
  * lines' worth (4 blocks of 16 or 48 bytes, 2 of 32 or 96...): the starter
  * carves in address order, so a thread's blocks share no line with another
  * thread's (with single 16-byte blocks, two threads writing their own
@@ -339,16 +352,20 @@ static uint32_t starter_want(unsigned cls, uint32_t r) {
     return n > line ? n : line;
 }
 
+/* Up to `want` (<= STARTER_BLOCKS) blocks of class cls from the starter of
+ * this CPU onto h's bin (h is not a starter), in the order the starter's bin gave
+ * them (address order with unshuffled carving); 0 if none could be had. */
 static uint32_t starter_refill(hak_heap_t *h, unsigned cls, uint32_t want) {
     void *got[STARTER_BLOCKS];
     uint32_t n = 0;
     if (want > STARTER_BLOCKS) want = STARTER_BLOCKS;
-    pthread_mutex_lock(&starter_lock);
-    hak_heap_t *sh = __atomic_load_n(&starter_heap, __ATOMIC_RELAXED);
+    int cpu = sched_getcpu();
+    unsigned i = cpu > 0 ? (unsigned)cpu % HAK_STARTERS : 0;
+    pthread_mutex_lock(&starters[i].lock);
+    hak_heap_t *sh = starters[i].heap;
     if (!sh) {
         pthread_mutex_lock(&hak_pool_lock);
-        sh = heap_new();
-        __atomic_store_n(&starter_heap, sh, __ATOMIC_RELAXED);
+        sh = starters[i].heap = heap_new(1);
         if (sh) __atomic_store_n(&sh->active, 1, __ATOMIC_RELAXED);   /* never an orphan */
         pthread_mutex_unlock(&hak_pool_lock);
     }
@@ -358,8 +375,8 @@ static uint32_t starter_refill(hak_heap_t *h, unsigned cls, uint32_t want) {
         if (!b) break;
         got[n] = b;
     }
-    pthread_mutex_unlock(&starter_lock);
-    for (uint32_t i = n; i-- > 0;) bin_put(h, cls, got[i], "malloc");
+    pthread_mutex_unlock(&starters[i].lock);
+    for (uint32_t k = n; k-- > 0;) bin_put(h, cls, got[k], "malloc");
     return n;
 }
 
@@ -370,8 +387,8 @@ void *unified_cache_refill(hak_heap_t *h, unsigned cls) {
     }
     hak_bin_t *bin = &h->bins[cls];
     if (bin->head != HAK_BIN_END) goto pop;   /* the heap we just adopted may have blocks */
-    hak_class_stats_t *st = &h->stats[cls];
-    HAK_STAT_ADD(st->refills, 1);
+    hak_heap_class_stats_t *st = &h->stats[cls];
+    HAK_STAT_ADD(h->refills[cls], 1);
     h->front_fill[cls] = (uint32_t)hak_ticks();
     if (atomic_load_explicit(&h->remote_slabs, memory_order_relaxed))
         hak_heap_drain_remote(h);
@@ -384,9 +401,10 @@ void *unified_cache_refill(hak_heap_t *h, unsigned cls) {
      * its exit (bench_threads, 2000 threads of 50 blocks: half of the
      * library's cache misses were carving and flushing unused blocks). */
     static const uint8_t first_want[5] = { 0, 8, 16, 32, 32 };
-    if (st->refills <= 4 && want > first_want[st->refills]) want = first_want[st->refills];
-    if (st->refills <= STARTER_REFILLS && cls < HAK_TINY_CLASSES && !h->warm && !h->full &&
-        h != __atomic_load_n(&starter_heap, __ATOMIC_RELAXED) && starter_refill(h, cls, starter_want(cls, (uint32_t)st->refills)))
+    uint64_t r = h->refills[cls];
+    if (r <= 4 && want > first_want[r]) want = first_want[r];
+    if (r <= STARTER_REFILLS && cls < HAK_TINY_CLASSES && !h->warm && !h->full &&
+        !h->is_starter && starter_refill(h, cls, starter_want(cls, (uint32_t)r)))
         goto pop;
     hak_slab_t *s;
     while ((s = h->partial[cls]) != NULL) {
@@ -449,7 +467,7 @@ static void blocks_return(hak_heap_t *h, void *list) {
         }
         if (s->owner != h) {
             hak_link_set(last, NULL);
-            HAK_STAT_ADD(h->stats[s->cls].remote_frees, n);
+            HAK_STAT_ADD(h->remote_frees[s->cls], n);
             /* A heap whose thread exited has nobody to take its blocks back
              * (until a new thread adopts it): count what they hold, and past
              * a bound this thread trims the orphans itself. */
@@ -515,7 +533,7 @@ static void bins_reset_caps(hak_heap_t *h) {
  * more resident after everything was freed). */
 static int bin_grow(hak_heap_t *h, unsigned cls, hak_bin_t *bin) {
     uint32_t cap = bin->cap, size = hak_class_size[cls];
-    uint32_t refills = (uint32_t)h->stats[cls].refills;
+    uint32_t refills = (uint32_t)h->refills[cls];
     if (refills == h->front_mark[cls]) {
         uint32_t base = bin_base_cap(cls);
         if (++h->front_streak[cls] >= 32 && cap > base) {
@@ -644,11 +662,13 @@ static hak_heap_t *heap_all;
 
 hak_heap_t *hak_heap_list(void) { return __atomic_load_n(&heap_all, __ATOMIC_ACQUIRE); }
 
-/* A fresh heap on the list of all heaps (caller holds hak_pool_lock). */
-static hak_heap_t *heap_new(void) {
+/* A new heap (starter: one of the starters), on the list of all heaps.
+ * Caller holds hak_pool_lock. */
+static hak_heap_t *heap_new(int starter) {
     hak_heap_t *h = hak_meta_alloc(sizeof *h);      /* fresh pages: zeroed */
     if (!h) return NULL;
     memcpy(h->bin_off, hak_tiny_bin_off, sizeof h->bin_off);
+    h->is_starter = starter;
     for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
         h->bins[c].head = HAK_BIN_END;
         h->bins[c].cap = bin_base_cap(c);
@@ -668,7 +688,7 @@ hak_heap_t *hak_heap_acquire(void) {
     } else if ((h = heap_trim_queue) != NULL) {
         heap_trim_queue = h->next_orphan;
     } else {
-        h = heap_new();
+        h = heap_new(0);
     }
     if (h) orphan_unreserve(h);            /* its resident pages are ours now */
     if (h) __atomic_store_n(&h->active, 1, __ATOMIC_RELAXED);   /* read unlocked: blocks_return, stats */
@@ -689,7 +709,9 @@ static size_t heap_release(hak_heap_t *h) {
     for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) unified_cache_flush(h, c, 0);
     bins_reset_caps(h);
     heap_drain_remote_forced(h, 1);
-    for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
+    /* partial slabs are in its own SuperSlabs: a heap without any (a young
+     * thread's) does not read the lists' page */
+    for (unsigned c = 0; (h->warm || h->full) && c < HAK_NUM_CLASSES; c++) {
         hak_slab_t *s = h->partial[c];
         while (s) {
             hak_slab_t *next = s->next;
@@ -812,5 +834,5 @@ void hak_heap_abandon(hak_heap_t *h) {
  * memory is lost to the child) rather than recycled. */
 void hak_heap_fork_child(hak_heap_t *self) {
     for (hak_heap_t *h = heap_all; h; h = h->next_all)
-        if (h != self && h != __atomic_load_n(&starter_heap, __ATOMIC_RELAXED) && h->active) h->active = 0;
+        if (h != self && !h->is_starter && h->active) h->active = 0;
 }

@@ -36,19 +36,20 @@ static uint64_t read_rss(void) {
 static void snapshot(snapshot_t *s) {
     memset(s, 0, sizeof *s);
     for (hak_heap_t *h = hak_heap_list(); h; h = h->next_all) {
-        s->heaps++;
-        s->heaps_active += __atomic_load_n(&h->active, __ATOMIC_RELAXED) != 0;
+        int starter = h->is_starter != 0;   /* no thread's: not counted as a heap */
+        s->heaps += !starter;
+        s->heaps_active += !starter && __atomic_load_n(&h->active, __ATOMIC_RELAXED) != 0;
         for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
-            const hak_class_stats_t *x = &h->stats[c];
+            const hak_heap_class_stats_t *x = &h->stats[c];
             hak_class_stats_t *y = &s->cls[c];
             y->allocs += rd(&x->allocs);
             y->frees += rd(&x->frees);
-            y->refills += rd(&x->refills);
+            y->refills += rd(&h->refills[c]);
             y->flushes += rd(&x->flushes);
             y->warm_hits += rd(&x->warm_hits);
             y->warm_misses += rd(&x->warm_misses);
             y->prefills += rd(&x->prefills);
-            y->remote_frees += rd(&x->remote_frees);
+            y->remote_frees += rd(&h->remote_frees[c]);
             y->page_first_touch += rd(&x->page_first_touch);
         }
     }

@@ -138,11 +138,13 @@ size_t shared_pool_trim(void) {
     return n;
 }
 
-/* Metadata arena for heap structs: bump allocation in 64 KiB chunks, never
- * freed (heaps are recycled, not released).  Caller holds hak_pool_lock. */
+/* Metadata arena for heap structs: bump allocation of whole pages in 64 KiB
+ * chunks, never freed (heaps are recycled, not released).  Every heap starts
+ * a page, so that a heap whose thread touches only its first page has no
+ * other page resident (hak_heap_t).  Caller holds hak_pool_lock. */
 void *hak_meta_alloc(size_t size) {
     static uintptr_t cur, end;
-    size = (size + 63) & ~(size_t)63;
+    size = (size + 4095) & ~(size_t)4095;
     if (cur + size > end) {
         size_t chunk = size > 65536 ? size : 65536;
         void *m = hak_os_map(chunk);

@@ -477,8 +477,8 @@ static long lazyfree_bytes(void)
     return s ? strtol(s + 9, NULL, 10) * 1024 : -1;
 }
 
-/* Young threads' first small blocks come from the starter heap, shared by
- * all of them: they must not share a cache line (bench_cache thrash: two
+/* Young threads' first small blocks come from the starter heaps, each
+ * shared by many of them: they must not share a cache line (bench_cache thrash: two
  * threads writing 8-byte objects of their own from one line ran 4x slower).
  * In a fresh process (no exited thread's heap to adopt), 32 threads alive at
  * once each take malloc(8) and malloc(40); no two threads' blocks may be in
@@ -543,12 +543,202 @@ static void test_young_threads_own_lines(void **state)
     run_self(env, "lines", "young threads' first blocks (fresh process)");
 }
 
+/* Young threads on different CPUs take their first blocks from different
+ * starter heaps (each with its own lock and slabs; a refill goes to the
+ * starter of the CPU it runs on, CPU number modulo 8): with one starter,
+ * two cores' young threads queued on its lock (bench_threads ran no faster
+ * on 2 cores than on 1).  In a fresh process, threads pinned to up to 8
+ * CPUs (distinct modulo 8), two per CPU, alive at once, each take
+ * malloc(16): blocks of threads on different CPUs lie in different 64 KiB
+ * slabs (one starter: all in one). */
+#define STARTER_CPUS 8
+static pthread_barrier_t starters_live;
+static uintptr_t starter_blocks[STARTER_CPUS][2];
+
+/* Up to STARTER_CPUS CPUs this process may run on, distinct modulo 8. */
+static int starter_cpus(int *cpu)
+{
+    cpu_set_t set;
+    int n = 0, seen[STARTER_CPUS] = { 0 };
+    if (sched_getaffinity(0, sizeof set, &set) != 0) return 0;
+    for (int c = 0; c < CPU_SETSIZE && n < STARTER_CPUS; c++)
+        if (CPU_ISSET(c, &set) && !seen[c % STARTER_CPUS]) {
+            seen[c % STARTER_CPUS] = 1;
+            cpu[n++] = c;
+        }
+    return n;
+}
+
+static void *starters_worker(void *arg)
+{
+    uintptr_t slot = (uintptr_t)arg;
+    char *a = malloc(16);
+    if (a) memset(a, 3, 16);
+    starter_blocks[slot / 2][slot % 2] = (uintptr_t)a;
+    pthread_barrier_wait(&starters_live);          /* all alive: no heap is adopted */
+    pthread_barrier_wait(&starters_live);
+    free(a);
+    return NULL;
+}
+
+static int starters_workload(void)
+{
+    int cpu[STARTER_CPUS], n = starter_cpus(cpu);
+    pthread_t t[STARTER_CPUS * 2];
+    if (n < 2) {
+        fprintf(stderr, "fewer than 2 CPUs\n");
+        return 1;
+    }
+    pthread_barrier_init(&starters_live, NULL, (unsigned)(2 * n) + 1);
+    for (int i = 0; i < 2 * n; i++) {
+        pthread_attr_t at;
+        cpu_set_t one;
+        CPU_ZERO(&one);
+        CPU_SET(cpu[i / 2], &one);
+        pthread_attr_init(&at);
+        pthread_attr_setaffinity_np(&at, sizeof one, &one);
+        int rc = pthread_create(&t[i], &at, starters_worker, (void *)(uintptr_t)i);
+        pthread_attr_destroy(&at);
+        if (rc != 0) {
+            fprintf(stderr, "pthread_create failed\n");
+            return 1;
+        }
+    }
+    pthread_barrier_wait(&starters_live);
+    int shared = 0, missing = 0;
+    for (int i = 0; i < n; i++)
+        for (int k = 0; k < 2; k++) {
+            missing |= starter_blocks[i][k] == 0;
+            for (int j = 0; j < i; j++)
+                for (int m = 0; m < 2; m++)
+                    if (starter_blocks[i][k] >> 16 == starter_blocks[j][m] >> 16 && shared++ < 4)
+                        fprintf(stderr, "threads on CPUs %d and %d: blocks %#lx and %#lx in one "
+                                "slab\n", cpu[i], cpu[j], (unsigned long)starter_blocks[i][k],
+                                (unsigned long)starter_blocks[j][m]);
+        }
+    pthread_barrier_wait(&starters_live);
+    for (int i = 0; i < 2 * n; i++)
+        pthread_join(t[i], NULL);
+    pthread_barrier_destroy(&starters_live);
+    if (missing) {
+        fprintf(stderr, "malloc(16) failed in a young thread\n");
+        return 1;
+    }
+    if (shared)
+        fprintf(stderr, "%d pairs of blocks of threads on different CPUs share a slab\n", shared);
+    return shared ? 1 : 0;
+}
+
+static void test_young_threads_spread_over_starters(void **state)
+{
+    (void)state;
+    static const char *const env[] = { NULL };
+    int cpu[STARTER_CPUS];
+    if (starter_cpus(cpu) < 2)
+        skip();         /* one CPU: one starter */
+    run_self(env, "starters", "young threads' starters (fresh process)");
+}
+
+/* What a thread that allocates one small block costs: its heap's first page
+ * (the bins, the size table, the counters it writes) and its block.  In a
+ * fresh process, 200 threads on stacks of our own (fresh, untouched
+ * mappings) that each malloc(16) and wait, against 200 that wait without
+ * allocating: the resident difference is at most 5 KiB a thread (with the
+ * counters at the heap's end, 6.9 KB heaps packed one after another, it was
+ * 6.7 KB).  Not in the hardened flavor (its quarantine and random carving
+ * are in the heap too) nor with debug counters (they count every malloc in
+ * the heap's second page). */
+#define FOOT_THREADS 200
+#define FOOT_STACK (128 * 1024)
+static pthread_barrier_t foot_live;
+
+static void *foot_worker(void *arg)
+{
+    char *a = NULL;
+    if (arg) {
+        a = malloc(16);
+        if (a) memset(a, 4, 16);
+    }
+    pthread_barrier_wait(&foot_live);
+    pthread_barrier_wait(&foot_live);
+    free(a);
+    return NULL;
+}
+
+static long rss_bytes(void)
+{
+    long size = 0, res = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (!f) return -1;
+    if (fscanf(f, "%ld %ld", &size, &res) != 2) res = -1;
+    fclose(f);
+    return res < 0 ? -1 : res * 4096;
+}
+
+/* RSS growth while FOOT_THREADS threads (each allocating one block or not)
+ * are alive; -1 on failure. */
+static long foot_round(int allocate)
+{
+    static pthread_t t[FOOT_THREADS];
+    char *stacks = mmap(NULL, (size_t)FOOT_THREADS * FOOT_STACK, PROT_READ | PROT_WRITE,
+                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (stacks == MAP_FAILED) return -1;
+    pthread_barrier_init(&foot_live, NULL, FOOT_THREADS + 1);
+    long before = rss_bytes();
+    for (int i = 0; i < FOOT_THREADS; i++) {
+        pthread_attr_t at;
+        pthread_attr_init(&at);
+        pthread_attr_setstack(&at, stacks + (size_t)i * FOOT_STACK, FOOT_STACK);
+        int rc = pthread_create(&t[i], &at, foot_worker, (void *)(uintptr_t)allocate);
+        pthread_attr_destroy(&at);
+        if (rc != 0) return -1;
+    }
+    pthread_barrier_wait(&foot_live);
+    long grew = rss_bytes() - before;
+    pthread_barrier_wait(&foot_live);
+    for (int i = 0; i < FOOT_THREADS; i++)
+        pthread_join(t[i], NULL);
+    pthread_barrier_destroy(&foot_live);
+    return before < 0 ? -1 : grew;   /* the stacks stay mapped: fresh ones next round */
+}
+
+static int footprint_workload(void)
+{
+    free(malloc(16));                       /* the main thread's heap, before counting */
+    long bare = foot_round(0), alloc = foot_round(1);
+    if (bare < 0 || alloc < 0) {
+        fprintf(stderr, "footprint: could not run the threads or read RSS\n");
+        return 1;
+    }
+    long per = (alloc - bare) / FOOT_THREADS;
+    fprintf(stderr, "a thread's one malloc(16): %ld bytes resident\n", per);
+    if (per > 5 * 1024) {
+        fprintf(stderr, "a thread's one malloc(16) costs %ld bytes resident (%ld vs %ld for "
+                "%d threads; want <= 5 KiB)\n", per, alloc, bare, FOOT_THREADS);
+        return 1;
+    }
+    return 0;
+}
+
+static void test_young_thread_footprint(void **state)
+{
+    (void)state;
+    static const char *const env[] = { NULL };
+    if (tu_hardened() || hak_build_has_counters())
+        skip();
+    run_self(env, "footprint", "a young thread's resident cost (fresh process)");
+}
+
 /* Child workloads, selected by name; argv[2].  Purging is required to have
  * happened (counted) when the child's HAKMEM_PURGE_MODE is not 1. */
 static int child_main(const char *name)
 {
     if (strcmp(name, "lines") == 0)
         return lines_workload();
+    if (strcmp(name, "starters") == 0)
+        return starters_workload();
+    if (strcmp(name, "footprint") == 0)
+        return footprint_workload();
     int ok;
     uint64_t purged0 = tu_stat("purged_bytes", &ok);
     if (!ok)
@@ -611,9 +801,9 @@ static size_t boundary_sizes(size_t *out)
     return n;
 }
 
-/* Young threads share the starter heap: 256 threads alive at once, each with
- * 40 small blocks of different classes, take their first blocks of each
- * class from one heap's slabs rather than each from a SuperSlab of its own
+/* Young threads share the starter heaps: 256 threads alive at once, each
+ * with 40 small blocks of different classes, take their first blocks of
+ * each class from the starters' slabs rather than each from a SuperSlab of its own
  * (before the starter heap: at least one SuperSlab per thread, 256 here).
  * Every block keeps its own pattern while all are live. */
 #define YOUNG_THREADS 256
@@ -1494,6 +1684,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_every_small_size_class),
         cmocka_unit_test(test_young_threads_share_starter),
         cmocka_unit_test(test_young_threads_own_lines),
+        cmocka_unit_test(test_young_threads_spread_over_starters),
+        cmocka_unit_test(test_young_thread_footprint),
         cmocka_unit_test(test_tier_boundaries),
         cmocka_unit_test(test_tier_calloc_after_dirty),
         cmocka_unit_test(test_realloc_chain),
