@@ -43,7 +43,8 @@
  *                     blocks in run caches do not keep an arena's pages
  *                     when every other block is freed; an arena nobody uses
  *                     gives its pages back once another arena is used after
- *                     the decay time
+ *                     the decay time; a thread whose arena has no warm pages
+ *                     takes another arena's (same region, no page faults)
  *   fork              50 forks while 2 threads churn large blocks: every
  *                     child can allocate, realloc and free large blocks
  *   ENOMEM            under RLIMIT_AS: NULL + ENOMEM once no region has room,
@@ -1333,6 +1334,82 @@ static void test_idle_arena_purged(void **state)
     run_self(env, "idle_arena", "HAKMEM_LARGE_DECAY_MS=200 (fresh process)");
 }
 
+/* A thread whose arena has no resident free pages takes another arena's
+ * instead of fresh ones: thread A writes and frees 16 blocks of 256 KiB
+ * (4 MiB its arena keeps: twice its peak) and waits; thread B, with a heap
+ * and an arena of its own, then allocates and writes 16 blocks of 256 KiB.
+ * They must lie in A's region and cost B no page faults for their 1024
+ * pages (RUSAGE_THREAD; a few for B's stack and heap are allowed).  Each
+ * arena using only its own pages mapped a new region for B and faulted all
+ * of them (bench_mstress: 20 MB of free pages in idle arenas at the peak). */
+enum { WARM_N = 16, WARM_SIZE = 256 * 1024 };
+static pthread_barrier_t g_warm_barrier;
+static char *g_warm_a[WARM_N];
+
+static void *warm_a_thread(void *arg)
+{
+    int *bad = arg;
+    for (int i = 0; i < WARM_N; i++) {
+        g_warm_a[i] = malloc(WARM_SIZE);
+        if (!g_warm_a[i]) {
+            *bad = 1;
+            break;
+        }
+        fill_pages(g_warm_a[i], WARM_SIZE, (uint64_t)i);
+    }
+    for (int i = 0; i < WARM_N; i++)
+        free(g_warm_a[i]);
+    pthread_barrier_wait(&g_warm_barrier);   /* A's pages are free */
+    pthread_barrier_wait(&g_warm_barrier);   /* B is done: A may exit */
+    return NULL;
+}
+
+static long thread_minflt(void)
+{
+    struct rusage ru;
+    return getrusage(RUSAGE_THREAD, &ru) == 0 ? ru.ru_minflt : -1;
+}
+
+static int wl_warm_other_arena(void)
+{
+    int bad = 0;
+    pthread_t t;
+    CK(pthread_barrier_init(&g_warm_barrier, NULL, 2) == 0, "pthread_barrier_init failed");
+    CK(pthread_create(&t, NULL, warm_a_thread, &bad) == 0, "pthread_create failed");
+    pthread_barrier_wait(&g_warm_barrier);
+    CK(!bad, "thread A: malloc(256 KiB) returned NULL");
+    /* B is this (main) thread: it has not allocated a large block yet, so
+     * its heap takes the next arena */
+    char *b[WARM_N];
+    long f0 = thread_minflt();
+    for (int i = 0; i < WARM_N; i++) {
+        b[i] = malloc(WARM_SIZE);
+        CK(b[i] != NULL, "thread B: malloc(256 KiB) #%d returned NULL", i);
+        fill_pages(b[i], WARM_SIZE, (uint64_t)(100 + i));
+    }
+    long faults = thread_minflt() - f0;
+    int same = 0;
+    for (int i = 0; i < WARM_N; i++)
+        same += ((uintptr_t)b[i] >> 28) == ((uintptr_t)g_warm_a[0] >> 28);
+    for (int i = 0; i < WARM_N; i++)
+        free(b[i]);
+    pthread_barrier_wait(&g_warm_barrier);
+    CK(pthread_join(t, NULL) == 0, "pthread_join failed");
+    CK(same == WARM_N, "%d of %d blocks of thread B lie in the region of thread A's freed "
+       "pages (want all: B's arena had no warm pages, A's had 4 MiB)", same, WARM_N);
+    CK(faults >= 0 && faults < 256, "thread B faulted %ld pages writing 1024 pages of blocks "
+       "(want under 256: they should be A's resident pages)", faults);
+    return 0;
+}
+
+static void test_warm_pages_of_other_arena(void **state)
+{
+    (void)state;
+    static const char *const env[] = { NULL };
+    skip_if_hardened("freed blocks wait in the quarantine and fences split the runs");
+    run_self(env, "warm_other_arena", "thread B takes thread A's warm pages (fresh process)");
+}
+
 /* ============================================================ 8. fork */
 
 static atomic_int g_fork_stop;
@@ -1707,6 +1784,8 @@ static int child_main(const char *name)
         return wl_last_free();
     if (strcmp(name, "idle_arena") == 0)
         return wl_idle_arena();
+    if (strcmp(name, "warm_other_arena") == 0)
+        return wl_warm_other_arena();
     fprintf(stderr, "unknown child workload %s\n", name);
     return 1;
 }
@@ -1734,6 +1813,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_arena_follows_heap),
         cmocka_unit_test(test_run_cache_last_free_purges),
         cmocka_unit_test(test_idle_arena_purged),
+        cmocka_unit_test(test_warm_pages_of_other_arena),
         cmocka_unit_test(test_no_early_decay_under_contention),
         cmocka_unit_test(test_fork_with_threads),
         cmocka_unit_test(test_enomem),
