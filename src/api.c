@@ -122,6 +122,7 @@ static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 
 static void fork_prepare(void) {
     hak_starter_lock();
+    hak_xfer_lock();
     pthread_mutex_lock(&hak_pool_lock);
     hak_large_fork_prepare();
 }
@@ -129,6 +130,7 @@ static void fork_prepare(void) {
 static void fork_parent(void) {
     hak_large_fork_parent();
     pthread_mutex_unlock(&hak_pool_lock);
+    hak_xfer_unlock();
     hak_starter_unlock();
 }
 
@@ -137,6 +139,7 @@ static void fork_parent(void) {
 static void fork_child(void) {
     hak_large_fork_child();
     pthread_mutex_unlock(&hak_pool_lock);
+    hak_xfer_unlock();
     hak_starter_unlock();
     hak_heap_fork_child(hak_tl_heap);
 }

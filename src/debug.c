@@ -124,7 +124,7 @@ static unsigned check_fail(const char *what, const void *where) {
 
 /* hak_check: walk the calling thread's heap (bins, partial slabs and their
  * free lists, warm SuperSlabs) and the registry entries of its SuperSlabs,
- * then every page-run arena (under its lock).  Other threads' heaps change
+ * then the transfer cache and every page-run arena (under their locks).  Other threads' heaps change
  * under us and are not walked.  Returns the
  * number of problems found, each reported on stderr. */
 /* The next node of a free list, decoded without stopping the process: a
@@ -178,5 +178,5 @@ HAK_EXPORT unsigned hak_check(void) {
         if (ss->heap != h) bad += check_fail("warm SuperSlab of another heap", ss);
         if (ss->free_mask == 0) bad += check_fail("full SuperSlab on the warm list", ss);
     }
-    return bad + hak_large_check() + hak_harden_check();
+    return bad + hak_xfer_check() + hak_large_check() + hak_harden_check();
 }

@@ -250,6 +250,7 @@ typedef struct hak_heap {
     _Alignas(64) hak_slab_t *partial[HAK_NUM_CLASSES];  /* slabs with room */
     uint32_t front_mark[HAK_NUM_CLASSES];        /* refills (low bits) at the last overflow */
     uint8_t  front_streak[HAK_NUM_CLASSES];      /* overflows since the last refill */
+    uint8_t  xfer_hint[HAK_NUM_CLASSES];         /* its last flush held other heaps' blocks */
     /* Freed page runs of up to HAK_RUN_CACHE_MAX_PAGES pages (pagerun.c),
      * one list per page count, kept for this heap's next block of that
      * size; live for their arena. */
@@ -571,6 +572,8 @@ void  hak_heap_abandon(hak_heap_t *h);
 void  hak_heap_fork_child(hak_heap_t *self);
 void  hak_starter_lock(void);                  /* fork: taken before hak_pool_lock */
 void  hak_starter_unlock(void);
+void  hak_xfer_lock(void);                     /* fork: the transfer cache's locks, */
+void  hak_xfer_unlock(void);                   /* after the starters' */
 size_t hak_heap_trim(hak_heap_t *h);
 size_t hak_heap_trim_orphans(void);
 
@@ -588,6 +591,7 @@ int    hak_large_grow_fenced(void *p, size_t size);   /* 1 if grown in place, th
 void  *hak_large_realloc(void *p, size_t size, int *handled);
 size_t hak_large_trim(void);
 unsigned hak_large_check(void);               /* hak_check's walk of the page runs */
+unsigned hak_xfer_check(void);                /* and of the transfer cache (refill.c) */
 void   hak_large_stats(hak_global_stats_t *g);   /* add the arenas' counters */
 void   hak_large_fork_prepare(void);
 void   hak_large_fork_parent(void);

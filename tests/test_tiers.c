@@ -22,6 +22,8 @@
  *                     frees still coming (orphaned heap); also re-executed
  *                     with HAKMEM_PURGE_RETAIN_MIB=1 (the workloads run in
  *                     child processes, so that a hang or a crash is reported)
+ *   transfer cache    blocks thread B freed for thread A go to the next
+ *                     thread whose bin runs dry; a thread's own blocks do not
  *   large cache       8 MiB malloc/free x1000 served by the cache; calloc of
  *                     a reused (or mremap-grown) cached mapping reads zero
  *   options           HAKMEM_PURGE_MODE=1 (MADV_FREE) and retain bounds of 0:
@@ -729,6 +731,113 @@ static void test_young_thread_footprint(void **state)
     run_self(env, "footprint", "a young thread's resident cost (fresh process)");
 }
 
+/* The transfer cache (refill.c): blocks a thread frees for another (a
+ * consumer's) go, once its bin overflows, to the next bin of their class
+ * that runs dry, in whatever thread, instead of back to their owner's slabs.
+ * In a fresh process: thread A allocates XFER_N blocks of XFER_SIZE bytes and
+ * waits; thread B frees them all (its bin overflows again and again); then
+ * the main thread, which has a slab of its own (a mid-class block), asks for
+ * one block of that size: it must be one of A's.  With own_only, A frees its
+ * blocks itself, slowly enough that its bin overflows rather than grows: its
+ * overflows hold its own blocks (but for the first few, which came from a
+ * starter), which go back to its slabs, and the main thread's block must not
+ * be one of them (a thread that works alone does not hand its blocks to
+ * others).  Not in the hardened
+ * flavor (freed blocks wait in the quarantine first). */
+#define XFER_N 512
+#define XFER_SIZE 112
+static void *xfer_blocks[XFER_N];
+static pthread_barrier_t xfer_step, xfer_end;
+
+/* A and B stay alive until the main thread has its block: a thread's exit
+ * sends the transfer cache's blocks home. */
+static void *xfer_a(void *own_only)
+{
+    for (int i = 0; i < XFER_N; i++) {
+        xfer_blocks[i] = malloc(XFER_SIZE);
+        if (!xfer_blocks[i]) return (void *)1;
+        memset(xfer_blocks[i], 0x5a, XFER_SIZE);
+    }
+    if (own_only)
+        for (int i = 0; i < XFER_N; i++) {
+            /* slowly: a bin that fills within ~400 ns a block grows
+             * instead of overflowing (refill.c, bin_grow) */
+            if (i % 16 == 0) nanosleep(&(struct timespec){0, 200000}, NULL);
+            free(xfer_blocks[i]);
+        }
+    pthread_barrier_wait(&xfer_step);      /* the blocks are ready (or freed) */
+    pthread_barrier_wait(&xfer_end);
+    return NULL;
+}
+
+static void *xfer_b(void *arg)
+{
+    (void)arg;
+    void *bad = NULL;
+    free(malloc(16));                      /* a heap of its own: frees go to its bins */
+    for (int i = 0; i < XFER_N; i++) {
+        if (((unsigned char *)xfer_blocks[i])[XFER_SIZE - 1] != 0x5a) bad = (void *)1;
+        free(xfer_blocks[i]);
+    }
+    pthread_barrier_wait(&xfer_step);      /* freed */
+    pthread_barrier_wait(&xfer_end);
+    return bad;
+}
+
+static int xfer_workload(int own_only)
+{
+    char *mid = malloc(8192);              /* the main thread's heap takes a SuperSlab */
+    if (!mid) return 1;
+    memset(mid, 1, 8192);
+    pthread_t a, b;
+    void *ra = NULL, *rb = NULL;
+    pthread_barrier_init(&xfer_step, NULL, 2);
+    pthread_barrier_init(&xfer_end, NULL, own_only ? 2 : 3);
+    if (pthread_create(&a, NULL, xfer_a, own_only ? (void *)1 : NULL) != 0) return 1;
+    pthread_barrier_wait(&xfer_step);
+    if (!own_only) {
+        if (pthread_create(&b, NULL, xfer_b, NULL) != 0) return 1;
+        pthread_barrier_wait(&xfer_step);
+    }
+    int checked = hak_check();             /* walks the transfer cache's batches too */
+    char *p = malloc(XFER_SIZE);
+    if (!p) return 1;
+    memset(p, 7, XFER_SIZE);
+    int of_a = 0;
+    for (int i = 0; i < XFER_N; i++)
+        of_a |= p == xfer_blocks[i];
+    pthread_barrier_wait(&xfer_end);
+    pthread_join(a, &ra);
+    if (!own_only) pthread_join(b, &rb);
+    pthread_barrier_destroy(&xfer_step);
+    pthread_barrier_destroy(&xfer_end);
+    free(p);
+    free(mid);
+    if (ra || rb || checked) {
+        fprintf(stderr, "transfer cache: %s\n", ra ? "thread A: malloc failed" : rb ?
+                "thread B: a block's pattern changed" : "hak_check reported problems");
+        return 1;
+    }
+    if (of_a == own_only) {
+        fprintf(stderr, "transfer cache: the main thread's malloc(%d) returned %p, %s of the %d "
+                "blocks thread A %s\n", XFER_SIZE, (void *)p, of_a ? "one" : "none",
+                XFER_N, own_only ? "allocated and freed itself (want none)"
+                                 : "allocated and thread B freed (want one)");
+        return 1;
+    }
+    return 0;
+}
+
+static void test_transfer_cache(void **state)
+{
+    (void)state;
+    static const char *const env[] = { NULL };
+    if (tu_hardened())
+        skip();
+    run_self(env, "xfer", "a consumer's freed blocks go to the next thread that needs them (fresh process)");
+    run_self(env, "xfer_own", "a thread's own freed blocks stay with it (fresh process)");
+}
+
 /* Child workloads, selected by name; argv[2].  Purging is required to have
  * happened (counted) when the child's HAKMEM_PURGE_MODE is not 1. */
 static int child_main(const char *name)
@@ -739,6 +848,10 @@ static int child_main(const char *name)
         return starters_workload();
     if (strcmp(name, "footprint") == 0)
         return footprint_workload();
+    if (strcmp(name, "xfer") == 0)
+        return xfer_workload(0);
+    if (strcmp(name, "xfer_own") == 0)
+        return xfer_workload(1);
     int ok;
     uint64_t purged0 = tu_stat("purged_bytes", &ok);
     if (!ok)
@@ -1686,6 +1799,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_young_threads_own_lines),
         cmocka_unit_test(test_young_threads_spread_over_starters),
         cmocka_unit_test(test_young_thread_footprint),
+        cmocka_unit_test(test_transfer_cache),
         cmocka_unit_test(test_tier_boundaries),
         cmocka_unit_test(test_tier_calloc_after_dirty),
         cmocka_unit_test(test_realloc_chain),
