@@ -190,10 +190,12 @@ typedef struct hak_class_stats {
     uint64_t prefills;                /* SuperSlabs taken from the shared pool */
     uint64_t remote_frees;            /* blocks this thread's bins sent back to other heaps' slabs */
     uint64_t page_first_touch;        /* debug: pages first touched by carving */
+    uint64_t xfer_puts, xfer_takes;   /* batches given to / taken from the transfer cache */
 } hak_class_stats_t;
 
 typedef struct hak_heap_class_stats {
     uint64_t allocs, frees, flushes, warm_hits, warm_misses, prefills, page_first_touch;
+    uint64_t xfer_puts, xfer_takes;
 } hak_heap_class_stats_t;
 
 /* Counters are written only by their heap's thread and read by any: relaxed
@@ -295,6 +297,7 @@ typedef struct hak_global_stats {
     uint64_t large_fence_calls;                     /* hardened: mprotect calls setting up or removing them */
     uint64_t large_run_cached;                      /* freed runs in heaps' run caches now */
     uint64_t large_run_cache_hits;                  /* blocks served from a run cache */
+    uint64_t xfer_blocks;                           /* blocks in the transfer cache now */
 } hak_global_stats_t;
 extern hak_global_stats_t hak_gstats;
 #define HAK_GSTAT_ADD(field, n) __atomic_fetch_add(&hak_gstats.field, (n), __ATOMIC_RELAXED)

@@ -392,7 +392,10 @@ void *unified_cache_refill(hak_heap_t *h, unsigned cls) {
     if (bin->head != HAK_BIN_END) goto pop;   /* the heap we just adopted may have blocks */
     /* A heap with slabs of its own takes a batch of the transfer cache
      * first (a young heap takes a few blocks at a time from a starter). */
-    if ((h->warm || h->full) && xfer_take(bin, cls)) goto pop;
+    if ((h->warm || h->full) && xfer_take(bin, cls)) {
+        HAK_STAT_ADD(h->stats[cls].xfer_takes, 1);
+        goto pop;
+    }
     hak_heap_class_stats_t *st = &h->stats[cls];
     HAK_STAT_ADD(h->refills[cls], 1);
     h->front_fill[cls] = (uint32_t)hak_ticks();
@@ -474,11 +477,13 @@ static uint32_t blocks_return(hak_heap_t *h, void *list) {
         }
         if (s->owner != h) {
             hak_link_set(last, NULL);
-            HAK_STAT_ADD(h->remote_frees[s->cls], n);
             /* A heap whose thread exited has nobody to take its blocks back
              * (until a new thread adopts it): count what they hold, and past
              * a bound this thread trims the orphans itself. */
-            h->orphan_debt += orphan_cost(s, n);
+            if (h) {
+                HAK_STAT_ADD(h->remote_frees[s->cls], n);
+                h->orphan_debt += orphan_cost(s, n);
+            }
             hak_free_remote_chain(s, b, last);
             remote += n;
             continue;
@@ -539,6 +544,7 @@ static int xfer_put(unsigned cls, void *head, void *tail, uint32_t n) {
     if (k < XFER_SLOTS) {
         xfer[cls].b[k] = (xfer_batch_t){head, tail, n};
         __atomic_store_n(&xfer[cls].count, k + 1, __ATOMIC_RELAXED);
+        HAK_GSTAT_ADD(xfer_blocks, n);
     }
     pthread_mutex_unlock(&xfer[cls].lock);
     return k < XFER_SLOTS;
@@ -554,6 +560,7 @@ static int xfer_take(hak_bin_t *bin, unsigned cls) {
     if (k > 0 && xfer[cls].b[k - 1].n <= bin->room) {
         got = xfer[cls].b[k - 1];
         __atomic_store_n(&xfer[cls].count, k - 1, __ATOMIC_RELAXED);
+        HAK_GSTAT_SUB(xfer_blocks, got.n);
     }
     pthread_mutex_unlock(&xfer[cls].lock);
     if (!got.n) return 0;
@@ -576,7 +583,9 @@ static int xfer_flush(hak_heap_t *h, unsigned cls, void *rest, uint32_t n) {
         tail = hak_link_get(tail, "flush");
     }
     h->xfer_hint[cls] = (uint8_t)foreign;
-    return foreign && xfer_put(cls, rest, tail, n);
+    if (!foreign || !xfer_put(cls, rest, tail, n)) return 0;
+    HAK_STAT_ADD(h->stats[cls].xfer_puts, 1);
+    return 1;
 }
 
 /* hak_check's walk of the cache: every node a block start of its class with
@@ -618,7 +627,8 @@ unsigned hak_xfer_check(void) {
 }
 
 /* Thread exit and malloc_trim (heap_release): every batch back to its
- * blocks' slabs (h's to h's, the others' to their heaps' remote queues), so
+ * blocks' slabs (h's to h's, the others' to their heaps' remote queues; all
+ * of them there for malloc_trim in a thread without a heap, h NULL), so
  * that blocks passed on by threads that are gone do not keep their slabs
  * from being released (test_chaos's waves: 70 SuperSlabs still mapped after
  * every block was freed, with the cache emptied only by malloc_trim). */
@@ -630,6 +640,7 @@ static void xfer_drain(hak_heap_t *h) {
             if (xfer[c].count > 0) {
                 got = xfer[c].b[xfer[c].count - 1];
                 __atomic_store_n(&xfer[c].count, xfer[c].count - 1, __ATOMIC_RELAXED);
+                HAK_GSTAT_SUB(xfer_blocks, got.n);
             }
             pthread_mutex_unlock(&xfer[c].lock);
             if (!got.n) break;
@@ -893,7 +904,10 @@ static size_t heap_release(hak_heap_t *h) {
 /* heap_release, and every free slab purged: for malloc_trim.  Returns the
  * bytes given back. */
 size_t hak_heap_trim(hak_heap_t *h) {
-    if (h == &hak_heap_empty) return 0;
+    if (h == &hak_heap_empty) {          /* a thread that never allocated */
+        xfer_drain(NULL);
+        return 0;
+    }
     size_t pooled = heap_release(h);
     return heap_purge(h, 0) + pooled;
 }

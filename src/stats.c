@@ -51,6 +51,8 @@ static void snapshot(snapshot_t *s) {
             y->prefills += rd(&x->prefills);
             y->remote_frees += rd(&h->remote_frees[c]);
             y->page_first_touch += rd(&x->page_first_touch);
+            y->xfer_puts += rd(&x->xfer_puts);
+            y->xfer_takes += rd(&x->xfer_takes);
         }
     }
     const uint64_t *src = (const uint64_t *)&hak_gstats;
@@ -79,28 +81,31 @@ static unsigned pct10(uint64_t num, uint64_t den) {   /* percent x10 */
 static void format_table(out_t *o, const snapshot_t *s) {
     put(o, "hakmem statistics (%s build, counters %s)\n",
         HAKMEM_BUILD_DEBUG ? "debug" : HAKMEM_HARDENED ? "hardened" : "release", HAKMEM_DEBUG_COUNTERS ? "on" : "off");
-    put(o, "%5s %6s %12s %12s %7s %10s %10s %10s %10s %9s %10s %9s\n", "class", "size", "allocs",
-        "frees", "front%", "refills", "flushes", "warm_hit", "warm_miss", "prefills", "remote_fr",
-        "pg_touch");
+    put(o, "%5s %6s %12s %12s %7s %10s %10s %10s %10s %9s %10s %9s %9s %9s\n", "class", "size",
+        "allocs", "frees", "front%", "refills", "flushes", "warm_hit", "warm_miss", "prefills",
+        "remote_fr", "pg_touch", "xfer_put", "xfer_take");
     for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
         const hak_class_stats_t *x = &s->cls[c];
-        if (!x->allocs && !x->refills && !x->remote_frees) continue;
+        if (!x->allocs && !x->refills && !x->remote_frees && !x->xfer_takes) continue;
         unsigned hit = x->allocs >= x->refills ? pct10(x->allocs - x->refills, x->allocs) : 0;
         char hitbuf[16];
         if (HAKMEM_DEBUG_COUNTERS) snprintf(hitbuf, sizeof hitbuf, "%u.%u", hit / 10, hit % 10);
         else snprintf(hitbuf, sizeof hitbuf, "-");
-        put(o, "%5u %6u %12llu %12llu %7s %10llu %10llu %10llu %10llu %9llu %10llu %9llu\n", c,
+        put(o, "%5u %6u %12llu %12llu %7s %10llu %10llu %10llu %10llu %9llu %10llu %9llu %9llu %9llu\n", c,
             hak_class_size[c], (unsigned long long)x->allocs, (unsigned long long)x->frees, hitbuf,
             (unsigned long long)x->refills, (unsigned long long)x->flushes,
             (unsigned long long)x->warm_hits, (unsigned long long)x->warm_misses,
             (unsigned long long)x->prefills, (unsigned long long)x->remote_frees,
-            (unsigned long long)x->page_first_touch);
+            (unsigned long long)x->page_first_touch, (unsigned long long)x->xfer_puts,
+            (unsigned long long)x->xfer_takes);
     }
     uint64_t wh = 0, wm = 0;
     for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) { wh += s->cls[c].warm_hits; wm += s->cls[c].warm_misses; }
     unsigned wr = pct10(wh, wh + wm);
     put(o, "warm pool hit rate: %u.%u%% (%llu hits, %llu misses)\n", wr / 10, wr % 10,
         (unsigned long long)wh, (unsigned long long)wm);
+    put(o, "transfer cache: %llu blocks now (batches of a bin's overflow: xfer_put, taken by a refill: xfer_take)\n",
+        (unsigned long long)s->g.xfer_blocks);
     put(o, "heaps: %llu (%llu active)\n", (unsigned long long)s->heaps, (unsigned long long)s->heaps_active);
     put(o, "superslabs: %llu mapped (%llu MiB), %llu in shared pool, %llu maps, %llu unmaps\n",
         (unsigned long long)s->g.ss_mapped, (unsigned long long)(s->g.ss_mapped * HAK_SS_SIZE >> 20),
@@ -131,12 +136,13 @@ static void format_json(out_t *o, const snapshot_t *s) {
         const hak_class_stats_t *x = &s->cls[c];
         put(o, "%s{\"class\":%u,\"size\":%u,\"allocs\":%llu,\"frees\":%llu,\"refills\":%llu,"
             "\"flushes\":%llu,\"warm_hits\":%llu,\"warm_misses\":%llu,\"prefills\":%llu,"
-            "\"remote_frees\":%llu,\"page_first_touch\":%llu}",
+            "\"remote_frees\":%llu,\"page_first_touch\":%llu,\"xfer_puts\":%llu,\"xfer_takes\":%llu}",
             c ? "," : "", c, hak_class_size[c], (unsigned long long)x->allocs,
             (unsigned long long)x->frees, (unsigned long long)x->refills, (unsigned long long)x->flushes,
             (unsigned long long)x->warm_hits, (unsigned long long)x->warm_misses,
             (unsigned long long)x->prefills, (unsigned long long)x->remote_frees,
-            (unsigned long long)x->page_first_touch);
+            (unsigned long long)x->page_first_touch, (unsigned long long)x->xfer_puts,
+            (unsigned long long)x->xfer_takes);
     }
     put(o, "],\"heaps\":%llu,\"heaps_active\":%llu,\"superslabs_mapped\":%llu,\"superslabs_in_pool\":%llu,"
         "\"superslab_maps\":%llu,\"superslab_unmaps\":%llu,\"large_live\":%llu,\"large_live_bytes\":%llu,"
@@ -144,7 +150,7 @@ static void format_json(out_t *o, const snapshot_t *s) {
         "\"large_regions\":%llu,\"large_runs_split\":%llu,\"large_runs_coalesced\":%llu,"
         "\"large_runs_reused\":%llu,\"large_purged_decay_bytes\":%llu,\"large_purged_bound_bytes\":%llu,"
         "\"large_syscalls\":%llu,\"large_fences\":%llu,\"large_fence_calls\":%llu,"
-        "\"large_run_cached\":%llu,\"large_run_cache_hits\":%llu,\"rss_bytes\":%llu}\n",
+        "\"large_run_cached\":%llu,\"large_run_cache_hits\":%llu,\"xfer_blocks\":%llu,\"rss_bytes\":%llu}\n",
         (unsigned long long)s->heaps, (unsigned long long)s->heaps_active,
         (unsigned long long)s->g.ss_mapped, (unsigned long long)s->g.ss_in_pool,
         (unsigned long long)s->g.ss_map_calls, (unsigned long long)s->g.ss_unmap_calls,
@@ -156,7 +162,7 @@ static void format_json(out_t *o, const snapshot_t *s) {
         (unsigned long long)s->g.large_purged_decay_bytes, (unsigned long long)s->g.large_purged_bound_bytes,
         (unsigned long long)s->g.large_syscalls, (unsigned long long)s->g.large_fences,
         (unsigned long long)s->g.large_fence_calls, (unsigned long long)s->g.large_run_cached,
-        (unsigned long long)s->g.large_run_cache_hits,
+        (unsigned long long)s->g.large_run_cache_hits, (unsigned long long)s->g.xfer_blocks,
         (unsigned long long)s->rss_bytes);
 }
 

@@ -784,6 +784,19 @@ static void *xfer_b(void *arg)
     return bad;
 }
 
+/* A per-class counter of hak_stats_json summed over the classes. */
+static uint64_t xfer_class_sum(const char *key, int *ok)
+{
+    uint64_t sum = 0;
+    int k = 1;
+    *ok = 0;
+    for (unsigned c = 0; k; c++) {
+        sum += tu_class_stat(c, key, &k);
+        *ok |= k;
+    }
+    return sum;
+}
+
 static int xfer_workload(int own_only)
 {
     char *mid = malloc(8192);              /* the main thread's heap takes a SuperSlab */
@@ -800,8 +813,15 @@ static int xfer_workload(int own_only)
         pthread_barrier_wait(&xfer_step);
     }
     int checked = hak_check();             /* walks the transfer cache's batches too */
+    int ok1, ok2;
+    uint64_t takes0 = xfer_class_sum("xfer_takes", &ok1);
     char *p = malloc(XFER_SIZE);
     if (!p) return 1;
+    uint64_t takes = xfer_class_sum("xfer_takes", &ok2) - takes0, puts = xfer_class_sum("xfer_puts", &ok2);
+    if (!ok1 || !ok2) {
+        fprintf(stderr, "transfer cache: no xfer_takes/xfer_puts in hak_stats_json\n");
+        return 1;
+    }
     memset(p, 7, XFER_SIZE);
     int of_a = 0;
     for (int i = 0; i < XFER_N; i++)
@@ -818,6 +838,14 @@ static int xfer_workload(int own_only)
                 "thread B: a block's pattern changed" : "hak_check reported problems");
         return 1;
     }
+    /* the statistics say what happened: B's overflows went to the cache
+     * (xfer_puts), and the main thread's refill took a batch, or not */
+    if ((uint64_t)!own_only != takes || (!own_only && puts == 0)) {
+        fprintf(stderr, "transfer cache: statistics say %llu batches put, %llu taken by the main "
+                "thread's malloc (want %s)\n", (unsigned long long)puts, (unsigned long long)takes,
+                own_only ? "0 taken" : "some put, 1 taken");
+        return 1;
+    }
     if (of_a == own_only) {
         fprintf(stderr, "transfer cache: the main thread's malloc(%d) returned %p, %s of the %d "
                 "blocks thread A %s\n", XFER_SIZE, (void *)p, of_a ? "one" : "none",
@@ -828,6 +856,57 @@ static int xfer_workload(int own_only)
     return 0;
 }
 
+/* malloc_trim in a thread that never allocated (no heap, and no exited
+ * thread's heap to trim) must still send the transfer cache's blocks home:
+ * A allocates, B frees (both stay alive), then such a thread trims. */
+static void *xfer_trimmer(void *arg)
+{
+    (void)arg;
+    malloc_trim(0);
+    return NULL;
+}
+
+static int xfer_trim_workload(void)
+{
+    pthread_t a, b, c;
+    void *ra = NULL, *rb = NULL;
+    int ok1, ok2, rc = 0;
+    pthread_barrier_init(&xfer_step, NULL, 2);
+    pthread_barrier_init(&xfer_end, NULL, 3);
+    if (pthread_create(&a, NULL, xfer_a, NULL) != 0) return 1;
+    pthread_barrier_wait(&xfer_step);
+    if (pthread_create(&b, NULL, xfer_b, NULL) != 0) return 1;
+    pthread_barrier_wait(&xfer_step);
+    uint64_t held = tu_stat("xfer_blocks", &ok1);
+    if (pthread_create(&c, NULL, xfer_trimmer, NULL) != 0) return 1;
+    pthread_join(c, NULL);
+    uint64_t left = tu_stat("xfer_blocks", &ok2);
+    int checked = hak_check();
+    pthread_barrier_wait(&xfer_end);
+    pthread_join(a, &ra);
+    pthread_join(b, &rb);
+    pthread_barrier_destroy(&xfer_step);
+    pthread_barrier_destroy(&xfer_end);
+    if (!ok1 || !ok2 || ra || rb || checked) {
+        fprintf(stderr, "transfer cache trim: %s\n", !ok1 || !ok2 ? "no xfer_blocks in hak_stats_json" :
+                ra || rb ? "thread A or B failed" : "hak_check reported problems");
+        rc = 1;
+    } else if (held == 0 || left != 0) {
+        fprintf(stderr, "transfer cache trim: %llu blocks in the cache before malloc_trim in a thread "
+                "without a heap, %llu after (want some, then 0)\n",
+                (unsigned long long)held, (unsigned long long)left);
+        rc = 1;
+    }
+    for (int i = 0; i < XFER_N && rc == 0; i++) {   /* every block usable again */
+        char *p = malloc(XFER_SIZE);
+        if (!p) return 1;
+        memset(p, 3, XFER_SIZE);
+        xfer_blocks[i] = p;
+    }
+    for (int i = 0; i < XFER_N && rc == 0; i++) free(xfer_blocks[i]);
+    return rc || hak_check();
+}
+
 static void test_transfer_cache(void **state)
 {
     (void)state;
@@ -836,6 +915,7 @@ static void test_transfer_cache(void **state)
         skip();
     run_self(env, "xfer", "a consumer's freed blocks go to the next thread that needs them (fresh process)");
     run_self(env, "xfer_own", "a thread's own freed blocks stay with it (fresh process)");
+    run_self(env, "xfer_trim", "malloc_trim in a thread without a heap empties the transfer cache (fresh process)");
 }
 
 /* Child workloads, selected by name; argv[2].  Purging is required to have
@@ -852,6 +932,8 @@ static int child_main(const char *name)
         return xfer_workload(0);
     if (strcmp(name, "xfer_own") == 0)
         return xfer_workload(1);
+    if (strcmp(name, "xfer_trim") == 0)
+        return xfer_trim_workload();
     int ok;
     uint64_t purged0 = tu_stat("purged_bytes", &ok);
     if (!ok)
