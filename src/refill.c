@@ -436,7 +436,22 @@ pop:
     return bin_take(h, cls);
 }
 
-static hak_heap_t *heap_orphans;   /* heaps of exited threads, for reuse */
+/* Heaps of exited threads, for reuse: a queue, oldest first, under
+ * hak_pool_lock.  A new thread adopts the heap that has waited longest.
+ * Taken newest first, as before, the heaps at the back of a list of a few
+ * waited on while others were taken and retaken, with the blocks other
+ * threads freed into their slabs queued there (bench_larson 4 lanes of
+ * threads that replace one another: 13.6 -> 10.9 MB peak RSS, 7 interleaved
+ * runs, medians). */
+static hak_heap_t *heap_orphans, *heap_orphans_tail;
+
+/* Caller holds hak_pool_lock. */
+static void orphan_push(hak_heap_t *h) {
+    __atomic_store_n(&h->next_orphan, NULL, __ATOMIC_RELAXED);
+    if (heap_orphans_tail) __atomic_store_n(&heap_orphans_tail->next_orphan, h, __ATOMIC_RELAXED);
+    else __atomic_store_n(&heap_orphans, h, __ATOMIC_RELEASE);
+    heap_orphans_tail = h;
+}
 static size_t heap_trim_orphans(int full);
 static void orphan_unreserve(hak_heap_t *h);
 /* Orphans that hak_heap_trim_orphans has still to trim: a new thread may
@@ -855,6 +870,7 @@ hak_heap_t *hak_heap_acquire(void) {
     hak_heap_t *h = heap_orphans;
     if (h) {
         __atomic_store_n(&heap_orphans, h->next_orphan, __ATOMIC_RELEASE);
+        if (!h->next_orphan) heap_orphans_tail = NULL;
     } else if ((h = heap_trim_queue) != NULL) {
         heap_trim_queue = h->next_orphan;
     } else {
@@ -966,6 +982,7 @@ static size_t heap_trim_orphans(int full) {
         last->next_orphan = heap_trim_queue;
         heap_trim_queue = list;
         __atomic_store_n(&heap_orphans, NULL, __ATOMIC_RELEASE);
+        heap_orphans_tail = NULL;
     }
     pthread_mutex_unlock(&hak_pool_lock);
     size_t n = 0;
@@ -978,8 +995,7 @@ static size_t heap_trim_orphans(int full) {
         n += full ? hak_heap_trim(h) : heap_release(h) + orphan_purge(h);
         pthread_mutex_lock(&hak_pool_lock);
         if (full) orphan_unreserve(h);
-        __atomic_store_n(&h->next_orphan, heap_orphans, __ATOMIC_RELAXED);
-        __atomic_store_n(&heap_orphans, h, __ATOMIC_RELEASE);
+        orphan_push(h);
         pthread_mutex_unlock(&hak_pool_lock);
     }
     return n;
@@ -998,8 +1014,7 @@ void hak_heap_abandon(hak_heap_t *h) {
     orphan_purge(h);
     pthread_mutex_lock(&hak_pool_lock);
     __atomic_store_n(&h->active, 0, __ATOMIC_RELAXED);
-    __atomic_store_n(&h->next_orphan, heap_orphans, __ATOMIC_RELAXED);
-    __atomic_store_n(&heap_orphans, h, __ATOMIC_RELEASE);
+    orphan_push(h);
     pthread_mutex_unlock(&hak_pool_lock);
 }
 

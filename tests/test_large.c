@@ -1217,28 +1217,34 @@ static void *arena_thread(void *arg)
     return NULL;
 }
 
-static void test_arena_follows_heap(void **state)
+/* In a fresh process, so that the exited thread's heap is the only one
+ * waiting (the heap that has waited longest is adopted first). */
+static int wl_arena_follows(void)
 {
-    (void)state;
     void *first[4], *second[4];
-    /* each pair: a thread allocates and exits; the next one adopts its
-     * heap (the newest exited thread's heap is adopted first) */
+    /* each pair: a thread allocates and exits; the next one adopts its heap */
     for (int i = 0; i < 4; i++) {
         pthread_t t;
-        assert_int_equal(pthread_create(&t, NULL, arena_thread, &first[i]), 0);
-        assert_int_equal(pthread_join(t, NULL), 0);
-        assert_int_equal(pthread_create(&t, NULL, arena_thread, &second[i]), 0);
-        assert_int_equal(pthread_join(t, NULL), 0);
-        if (!first[i] || !second[i])
-            fail_msg("malloc(200 KiB) returned NULL in a thread");
+        CK(pthread_create(&t, NULL, arena_thread, &first[i]) == 0, "pthread_create failed");
+        pthread_join(t, NULL);
+        CK(pthread_create(&t, NULL, arena_thread, &second[i]) == 0, "pthread_create failed");
+        pthread_join(t, NULL);
+        CK(first[i] && second[i], "malloc(200 KiB) returned NULL in a thread");
     }
     /* 256 MiB regions, one arena each: the same region means the same arena */
     int same = 0;
     for (int i = 0; i < 4; i++)
         same += ((uintptr_t)first[i] >> 28) == ((uintptr_t)second[i] >> 28);
-    if (same != 4)
-        fail_msg("%d of 4 threads that adopted an exited thread's heap took its blocks from the same "
-                 "region (want all: the arena belongs to the heap)", same);
+    CK(same == 4, "%d of 4 threads that adopted an exited thread's heap took its blocks from the same "
+       "region (want all: the arena belongs to the heap)", same);
+    return 0;
+}
+
+static void test_arena_follows_heap(void **state)
+{
+    (void)state;
+    static const char *const env[] = { NULL };
+    run_self(env, "arena_follows", "a thread that adopts an exited thread's heap uses its arena (fresh process)");
 }
 
 /* A program frees every large block it has, the last few into its run
@@ -1782,6 +1788,8 @@ static int child_main(const char *name)
         return wl_fences();
     if (strcmp(name, "last_free") == 0)
         return wl_last_free();
+    if (strcmp(name, "arena_follows") == 0)
+        return wl_arena_follows();
     if (strcmp(name, "idle_arena") == 0)
         return wl_idle_arena();
     if (strcmp(name, "warm_other_arena") == 0)
