@@ -120,7 +120,10 @@ const uint32_t hak_class_size[HAK_NUM_CLASSES] = {
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 
+/* Lock order: the thread's heap (hak_heap_lock), the starters, the transfer
+ * cache, hak_pool_lock, the large tier. */
 static void fork_prepare(void) {
+    if (hak_tl_heap != &hak_heap_empty) hak_heap_lock(hak_tl_heap);   /* no proxy drain in it */
     hak_starter_lock();
     hak_xfer_lock();
     pthread_mutex_lock(&hak_pool_lock);
@@ -132,6 +135,7 @@ static void fork_parent(void) {
     pthread_mutex_unlock(&hak_pool_lock);
     hak_xfer_unlock();
     hak_starter_unlock();
+    if (hak_tl_heap != &hak_heap_empty) hak_heap_unlock(hak_tl_heap);
 }
 
 /* The child's only thread is the one that took the locks in fork_prepare:
@@ -141,6 +145,7 @@ static void fork_child(void) {
     pthread_mutex_unlock(&hak_pool_lock);
     hak_xfer_unlock();
     hak_starter_unlock();
+    if (hak_tl_heap != &hak_heap_empty) hak_heap_unlock(hak_tl_heap);
     hak_heap_fork_child(hak_tl_heap);
 }
 

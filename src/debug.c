@@ -145,6 +145,7 @@ HAK_EXPORT unsigned hak_check(void) {
     hak_heap_t *h = hak_tl_heap;
     unsigned bad = 0;
     if (h == &hak_heap_empty) return hak_large_check();
+    hak_heap_lock(h);                      /* its slabs: a proxy drain may be at work */
     for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
         hak_bin_t *bin = &h->bins[c];
         uint32_t n = 0;
@@ -178,5 +179,6 @@ HAK_EXPORT unsigned hak_check(void) {
         if (ss->heap != h) bad += check_fail("warm SuperSlab of another heap", ss);
         if (ss->free_mask == 0) bad += check_fail("full SuperSlab on the warm list", ss);
     }
+    hak_heap_unlock(h);
     return bad + hak_xfer_check() + hak_large_check() + hak_harden_check();
 }

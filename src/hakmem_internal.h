@@ -248,6 +248,8 @@ typedef struct hak_heap {
     struct hak_heap *next_all;                   /* every heap, for diagnostics */
     struct hak_heap *next_orphan;                /* heaps of exited threads */
     _Alignas(64) _Atomic(hak_slab_t *) remote_slabs;  /* slabs with remote frees */
+    uint32_t slow_lock;                          /* its slabs' state: hak_heap_lock */
+    uint32_t slow_tick;                          /* hak_ticks() >> 20 at its thread's last lock */
     /* Past the first page: threads with slabs or page runs of their own. */
     _Alignas(64) hak_slab_t *partial[HAK_NUM_CLASSES];  /* slabs with room */
     uint32_t front_mark[HAK_NUM_CLASSES];        /* refills (low bits) at the last overflow */
@@ -570,6 +572,8 @@ void  unified_cache_flush(hak_heap_t *h, unsigned cls, uint32_t keep);
 void  hak_heap_drain_remote(hak_heap_t *h);
 void  hak_free_remote(hak_slab_t *s, uintptr_t a);
 void  hak_free_remote_chain(hak_slab_t *s, void *first, void *last);
+void  hak_heap_lock(hak_heap_t *h);           /* its thread, around what changes its slabs */
+void  hak_heap_unlock(hak_heap_t *h);
 hak_heap_t *hak_heap_acquire(void);
 void  hak_heap_abandon(hak_heap_t *h);
 void  hak_heap_fork_child(hak_heap_t *self);

@@ -907,6 +907,142 @@ static int xfer_trim_workload(void)
     return rc || hak_check();
 }
 
+/* An idle thread's slabs: the main thread allocates and writes 8 MiB of
+ * 1 KiB blocks, then waits in pthread_join while thread B, after 50 ms,
+ * frees them all and exits.  Every block goes back to the main thread's
+ * slabs through their remote lists; the main thread does not allocate
+ * again, so B (the thread that frees into the slabs of a heap idle for over
+ * about 10 ms) takes them back for it, and the emptied slabs of an idle heap
+ * are purged: purged_bytes grows by most of the 8 MiB before the main
+ * thread allocates anything.  The previous library purged nothing here
+ * (the blocks stayed queued until the main thread's next refill). */
+#define IDLE_N 8192
+#define IDLE_SIZE 1000
+static void *idle_blocks[IDLE_N];
+
+static void *idle_freer(void *arg)
+{
+    (void)arg;
+    nanosleep(&(struct timespec){0, 50 * 1000 * 1000}, NULL);
+    for (int i = 0; i < IDLE_N; i++) {
+        if (((unsigned char *)idle_blocks[i])[IDLE_SIZE - 1] != (unsigned char)i)
+            return (void *)1;
+        free(idle_blocks[i]);
+    }
+    return NULL;
+}
+
+static int idle_owner_workload(void)
+{
+    int ok;
+    for (int i = 0; i < IDLE_N; i++) {
+        idle_blocks[i] = malloc(IDLE_SIZE);
+        if (!idle_blocks[i]) return 1;
+        memset(idle_blocks[i], (unsigned char)i, IDLE_SIZE);
+    }
+    uint64_t purged0 = tu_stat("purged_bytes", &ok);
+    pthread_t t;
+    void *bad = NULL;
+    if (pthread_create(&t, NULL, idle_freer, NULL) != 0) return 1;
+    pthread_join(t, &bad);
+    uint64_t purged = tu_stat("purged_bytes", &ok) - purged0;
+    if (!ok || bad) {
+        fprintf(stderr, "idle owner: %s\n", bad ? "a block's pattern changed" : "no purged_bytes");
+        return 1;
+    }
+    if (purged < (uint64_t)IDLE_N * IDLE_SIZE / 2) {
+        fprintf(stderr, "idle owner: %d KiB of its blocks freed by another thread while it waited; "
+                "%llu KiB purged (want at least half)\n", IDLE_N * IDLE_SIZE / 1024,
+                (unsigned long long)(purged >> 10));
+        return 1;
+    }
+    for (int i = 0; i < IDLE_N; i++) {      /* its heap works on */
+        idle_blocks[i] = malloc(IDLE_SIZE);
+        if (!idle_blocks[i]) return 1;
+        memset(idle_blocks[i], 1, IDLE_SIZE);
+    }
+    for (int i = 0; i < IDLE_N; i++) free(idle_blocks[i]);
+    return hak_check() != 0;
+}
+
+/* The owner against the threads that drain its slabs for it: the main
+ * thread allocates blocks of several sizes and hands them to two freeing
+ * threads through a ring, which free one every 20 us or so, and sleeps
+ * 12-25 ms after every 5000 (so that they find it idle and drain its slabs
+ * while it may wake up and refill or flush);
+ * each block carries a pattern that the freers check.  hak_check() at the
+ * end and no pattern changed. */
+#define RACE_RING 4096
+static void *_Atomic race_ring[RACE_RING];
+static _Atomic int race_done;
+static _Atomic unsigned long race_bad;
+
+static void *race_freer(void *arg)
+{
+    unsigned idx = (unsigned)(uintptr_t)arg;
+    for (;;) {
+        int progress = 0;
+        for (unsigned i = idx; i < RACE_RING; i += 2) {
+            unsigned char *p = atomic_exchange(&race_ring[i], NULL);
+            if (!p) continue;
+            size_t n = 16 + (size_t)p[0] * 8;
+            if (p[n - 1] != p[0]) atomic_fetch_add(&race_bad, 1);
+            free(p);
+            progress = 1;
+            /* slowly: frees must go on while the main thread sleeps */
+            nanosleep(&(struct timespec){0, 20000}, NULL);
+        }
+        if (!progress) {
+            if (atomic_load(&race_done)) break;
+            sched_yield();
+        }
+    }
+    return NULL;
+}
+
+static int idle_race_workload(void)
+{
+    pthread_t t[2];
+    for (int k = 0; k < 2; k++)
+        if (pthread_create(&t[k], NULL, race_freer, (void *)(uintptr_t)k) != 0) return 1;
+    uint64_t seed = 12345;
+    for (int round = 0; round < 40; round++) {
+        for (int i = 0; i < 5000; i++) {
+            seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+            unsigned char c = (unsigned char)(seed >> 56);
+            size_t n = 16 + (size_t)c * 8;
+            unsigned char *p = malloc(n);
+            if (!p) return 1;
+            p[0] = c;
+            p[n - 1] = c;
+            unsigned slot = (unsigned)(seed >> 20) % RACE_RING;
+            void *old = atomic_exchange(&race_ring[slot], p);
+            if (old) free(old);            /* an own free of a block the freers missed */
+        }
+        nanosleep(&(struct timespec){0, 12000000 + (long)(seed >> 40) % 13000000}, NULL);
+    }
+    atomic_store(&race_done, 1);
+    for (int k = 0; k < 2; k++) pthread_join(t[k], NULL);
+    for (unsigned i = 0; i < RACE_RING; i++) free(atomic_exchange(&race_ring[i], NULL));
+    unsigned checked = hak_check();
+    if (race_bad || checked) {
+        fprintf(stderr, "idle race: %lu blocks with a changed pattern, hak_check %u\n",
+                (unsigned long)race_bad, checked);
+        return 1;
+    }
+    return 0;
+}
+
+static void test_idle_owner_drained(void **state)
+{
+    (void)state;
+    static const char *const env[] = { NULL };
+    if (tu_hardened() || !purge_mode_counts())
+        skip();
+    run_self(env, "idle_owner", "an idle thread's blocks freed by another go back and are purged (fresh process)");
+    run_self(env, "idle_race", "an owner waking while others drain its slabs (fresh process)");
+}
+
 static void test_transfer_cache(void **state)
 {
     (void)state;
@@ -934,6 +1070,10 @@ static int child_main(const char *name)
         return xfer_workload(1);
     if (strcmp(name, "xfer_trim") == 0)
         return xfer_trim_workload();
+    if (strcmp(name, "idle_owner") == 0)
+        return idle_owner_workload();
+    if (strcmp(name, "idle_race") == 0)
+        return idle_race_workload();
     int ok;
     uint64_t purged0 = tu_stat("purged_bytes", &ok);
     if (!ok)
@@ -1882,6 +2022,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_young_threads_spread_over_starters),
         cmocka_unit_test(test_young_thread_footprint),
         cmocka_unit_test(test_transfer_cache),
+        cmocka_unit_test(test_idle_owner_drained),
         cmocka_unit_test(test_tier_boundaries),
         cmocka_unit_test(test_tier_calloc_after_dirty),
         cmocka_unit_test(test_realloc_chain),
