@@ -798,7 +798,7 @@ static void bin_flush(hak_heap_t *h, unsigned cls, uint32_t keep) {
 void hak_heap_lock(hak_heap_t *h) {
     while (__atomic_exchange_n(&h->slow_lock, 1, __ATOMIC_ACQUIRE))
         sched_yield();                     /* a proxy drain: rare, short */
-    h->slow_tick = (uint32_t)(hak_ticks() >> 20);
+    __atomic_store_n(&h->slow_tick, (uint32_t)(hak_ticks() >> 20), __ATOMIC_RELAXED);   /* read by proxies */
 }
 
 void hak_heap_unlock(hak_heap_t *h) { __atomic_store_n(&h->slow_lock, 0, __ATOMIC_RELEASE); }
@@ -821,7 +821,8 @@ static void proxy_drain(hak_heap_t *o) {
     if (__atomic_exchange_n(&o->slow_lock, 1, __ATOMIC_ACQUIRE)) return;
     /* its thread may have exited (the heap is an orphan now) or refilled
      * meanwhile: both under the lock */
-    if (__atomic_load_n(&o->active, __ATOMIC_RELAXED) && now - o->slow_tick >= 24) {
+    if (__atomic_load_n(&o->active, __ATOMIC_RELAXED) &&
+        now - __atomic_load_n(&o->slow_tick, __ATOMIC_RELAXED) >= 24) {
         heap_drain_remote_forced(o, 0);
         if (o->dirty_bytes) heap_purge(o, 0);
     }
