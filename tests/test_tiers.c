@@ -1744,6 +1744,71 @@ static void test_bin_grows_for_bursts_only(void **state)
                  (unsigned long long)res.slow_flushes);
 }
 
+/* Bursts of several classes share a heap's growth budget.  Rounds of 400
+ * blocks of each of 16, 64, 256, 1024 and 4096 bytes (bench_simple n400),
+ * each size allocated (written) and then freed at once: the five bins need
+ * about 2.4 MiB of growth together to hold a round.  With a budget of
+ * 2 MiB the 4096-byte bin stopped short and flushed 4-5 times a round. */
+#define MIX_BLOCKS 400
+
+struct mix_result {
+    uint64_t flushes;
+    unsigned cls;
+    int ok;
+};
+
+static void mix_rounds(void **b, int rounds)
+{
+    static const size_t sizes[] = { 16, 64, 256, 1024, 4096 };
+    for (int r = 0; r < rounds; r++)
+        for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+            for (int i = 0; i < MIX_BLOCKS; i++) {
+                b[i] = malloc(sizes[k]);
+                if (b[i])
+                    memset(b[i], r, sizes[k]);
+            }
+            for (int i = 0; i < MIX_BLOCKS; i++)
+                free(b[i]);
+        }
+}
+
+static void *mix_thread(void *arg)
+{
+    struct mix_result *res = arg;
+    void *b[MIX_BLOCKS];
+    int ok = 1;
+    mix_rounds(b, 12);
+    uint64_t f0 = class_flushes(res->cls, &ok);
+    mix_rounds(b, 3);
+    res->flushes = class_flushes(res->cls, &ok) - f0;
+    res->ok = ok;
+    return NULL;
+}
+
+static void test_bin_growth_fits_mixed_bursts(void **state)
+{
+    (void)state;
+    if (tu_hardened())
+        skip();                                 /* headers move the blocks to other classes */
+    struct mix_result res = { 0, 0, 0 };
+    int ok = 1;
+    while (res.cls < 64 && tu_class_stat(res.cls, "size", &ok) != 4096 && ok)
+        res.cls++;
+    if (!ok || res.cls == 64)
+        fail_msg("hak_stats_json has no class of 4096 bytes");
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, mix_thread, &res), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    if (!res.ok)
+        fail_msg("hak_stats_json has no \"flushes\" for class %u", res.cls);
+    print_message("4096-byte class %u: %llu flushes in the last three rounds\n", res.cls,
+                  (unsigned long long)res.flushes);
+    if (res.flushes > 2)
+        fail_msg("rounds of 400 blocks of 16..4096 bytes freed at once: %llu flushes of the "
+                 "4096-byte bin in the last three rounds (its bin should hold a round)",
+                 (unsigned long long)res.flushes);
+}
+
 static void test_exited_thread_blocks_come_back(void **state)
 {
     (void)state;
@@ -2043,6 +2108,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_purge_retain_zero),
         cmocka_unit_test(test_exited_thread_blocks_come_back),
         cmocka_unit_test(test_bin_grows_for_bursts_only),
+        cmocka_unit_test(test_bin_growth_fits_mixed_bursts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
