@@ -575,7 +575,7 @@ void *unified_cache_refill(hak_heap_t *h, unsigned cls);
 void  unified_cache_flush(hak_heap_t *h, unsigned cls, uint32_t keep);
 void  hak_heap_drain_remote(hak_heap_t *h);
 void  hak_free_remote(hak_slab_t *s, uintptr_t a);
-void  hak_free_remote_chain(hak_slab_t *s, void *first, void *last);
+void  hak_free_remote_chain(hak_slab_t *s, void *first, void *last, int look);
 void  hak_heap_lock(hak_heap_t *h);           /* its thread, around what changes its slabs */
 void  hak_heap_unlock(hak_heap_t *h);
 hak_heap_t *hak_heap_acquire(void);
