@@ -64,26 +64,11 @@ static void warm_remove(hak_heap_t *h, hak_superslab_t *ss) {
 
 /* --------------------------------------------------------------- slabs */
 
-/* Slots a slab of class cls covers: the fewest that hold HAK_SPAN_BLOCKS
- * blocks, at most HAK_SPAN_MAX_SLOTS.  In release that is one 64 KiB slot
- * for every class (2 blocks of 32 KiB).  Spans of 8 blocks (16 KiB blocks
- * on 2 slots, 32 KiB on 4) needed runs of free slots, which a SuperSlab
- * whose single slots come and go seldom has, so fresh slots were faulted in
- * beside free resident ones, and each class's partial slab kept more blocks
- * carved: bench_mstress 4 40 25000 42 38.8 -> 30.1 MB peak RSS,
- * bench_random_mixed 2000000 256 42 1024 65536 12.1 -> 11.3 MB, speed
- * within spreads (3 interleaved runs of 36 rows, medians).  The hardened
- * flavor keeps spans of 8 blocks for its classes up to 256 KiB: with spans
- * of one, test_chaos's thread waves left 9-43 SuperSlabs mapped (11-13
- * with 8). */
-#if HAKMEM_HARDENED
-#define HAK_SPAN_BLOCKS 8
-#else
-#define HAK_SPAN_BLOCKS 1
-#endif
+/* Slots a slab of class cls covers: one 64 KiB slot up to 8 KiB blocks,
+ * then enough slots for 8 blocks, at most HAK_SPAN_MAX_SLOTS. */
 static unsigned class_span_slots(unsigned cls) {
     uint32_t bsize = hak_class_size[cls];
-    unsigned k = (unsigned)(((uint64_t)bsize * HAK_SPAN_BLOCKS + HAK_SLAB_SIZE - 1) >> HAK_SLAB_SHIFT);
+    unsigned k = (unsigned)(((uint64_t)bsize * 8 + HAK_SLAB_SIZE - 1) >> HAK_SLAB_SHIFT);
     return k < 1 ? 1 : k > HAK_SPAN_MAX_SLOTS ? HAK_SPAN_MAX_SLOTS : k;
 }
 
