@@ -14,9 +14,9 @@
  *                          other 31 x 64 KiB are slabs.  A SuperSlab belongs
  *                          to one heap while it has slabs in use.
  *   slab (hak_slab_t)      blocks of one size class, owned by one heap: one
- *                          64 KiB slot, or for mid classes (above 8 KiB) a
- *                          span of up to 8 contiguous slots holding at least
- *                          8 blocks (2 for the largest classes).  Its
+ *                          64 KiB slot, or for the hardened flavor's classes
+ *                          above 8 KiB a span of up to 8 contiguous slots
+ *                          holding at least 8 blocks (2 of 256 KiB).  Its
  *                          descriptor lives in the SuperSlab header, at the
  *                          span's first slot, and is found from a block by
  *                          masking the address; the descriptors of the other
@@ -95,11 +95,11 @@
 #if HAKMEM_HARDENED
 #define HAK_SMALL_MAX       262144
 #define HAK_NUM_CLASSES     56
-#define HAK_SPAN_MAX_SLOTS  8       /* a slab of a mid class spans up to 8 slots */
+#define HAK_SPAN_MAX_SLOTS  8       /* a slab spans up to 8 slots (2 blocks of 256 KiB) */
 #else
 #define HAK_SMALL_MAX       32768
 #define HAK_NUM_CLASSES     44
-#define HAK_SPAN_MAX_SLOTS  4       /* a slab of a mid class spans up to 4 slots */
+#define HAK_SPAN_MAX_SLOTS  1       /* a slab is one slot (2 blocks of 32 KiB) */
 #endif
 #define HAK_MIN_ALIGN       16
 #define HAK_RUN_CACHE_MAX_PAGES 16  /* a heap keeps freed page runs of up to 64 KiB */

@@ -64,11 +64,27 @@ static void warm_remove(hak_heap_t *h, hak_superslab_t *ss) {
 
 /* --------------------------------------------------------------- slabs */
 
-/* Slots a slab of class cls covers: one 64 KiB slot up to 8 KiB blocks,
- * then enough slots for 8 blocks, at most HAK_SPAN_MAX_SLOTS. */
+/* Slots a slab of class cls covers: the fewest that hold HAK_SPAN_BLOCKS
+ * blocks, at most HAK_SPAN_MAX_SLOTS.  In release that is one 64 KiB slot
+ * for every class (2 blocks of 32 KiB).  Spans of 8 blocks (16 KiB blocks
+ * on 2 slots, 32 KiB on 4) needed runs of free slots, which a SuperSlab
+ * whose single slots come and go seldom has, so fresh slots were faulted in
+ * beside free resident ones, and each class's partial slab kept more blocks
+ * carved: bench_mstress 4 40 25000 42 38.8 -> 30.1 MB peak RSS (38.4 ->
+ * 33.2 MB with ORPHAN_PIN_SLOTS below, 7 interleaved runs, medians),
+ * bench_random_mixed 2000000 256 42 1024 65536 12.1 -> 11.3 MB, speed
+ * within spreads (3 interleaved runs of 36 rows, medians).  The hardened
+ * flavor keeps spans of 8 blocks for its classes up to 256 KiB: with spans
+ * of one (and before ORPHAN_PIN_SLOTS), test_chaos's thread waves left 9-43
+ * SuperSlabs mapped (11-13 with 8). */
+#if HAKMEM_HARDENED
+#define HAK_SPAN_BLOCKS 8
+#else
+#define HAK_SPAN_BLOCKS 1
+#endif
 static unsigned class_span_slots(unsigned cls) {
     uint32_t bsize = hak_class_size[cls];
-    unsigned k = (unsigned)(((uint64_t)bsize * 8 + HAK_SLAB_SIZE - 1) >> HAK_SLAB_SHIFT);
+    unsigned k = (unsigned)(((uint64_t)bsize * HAK_SPAN_BLOCKS + HAK_SLAB_SIZE - 1) >> HAK_SLAB_SHIFT);
     return k < 1 ? 1 : k > HAK_SPAN_MAX_SLOTS ? HAK_SPAN_MAX_SLOTS : k;
 }
 
@@ -470,13 +486,20 @@ static hak_heap_t *heap_trim_queue;
 /* What n blocks sent to slab s of an exited thread's heap hold until a
  * thread adopts or trims that heap: their bytes, and the whole slab if they
  * are the first to arrive (a slab with queued remote frees is not released,
- * so its pages stay resident however small the blocks).  0 if the owner is
- * alive: it takes them back itself. */
+ * so its pages stay resident however small the blocks), counted as at least
+ * ORPHAN_PIN_SLOTS slots: such a slab also keeps its 2 MiB SuperSlab mapped,
+ * and the debt bounds those too.  Once every slab was one slot, a charge of
+ * one slot let test_chaos's thread waves (HAKMEM_TEST_SCALE=4) end with up to
+ * 36 SuperSlabs mapped (bound 34; 8 runs: 9-26, median 15); with 4: 7-17,
+ * median 13 in 16 runs (spans of 8 blocks and a charge of the span: 8-17,
+ * median 14 in 8).  0 if the owner is alive: it takes them back itself. */
+#define ORPHAN_PIN_SLOTS 4u
 static size_t orphan_cost(const hak_slab_t *s, size_t n) {
     if (__atomic_load_n(&s->owner->active, __ATOMIC_RELAXED)) return 0;
     size_t c = n * s->bsize;
     if (atomic_load_explicit(&s->xthread_free, memory_order_relaxed) == 0)
-        c += (size_t)s->span_slots << HAK_SLAB_SHIFT;
+        c += (size_t)(s->span_slots > ORPHAN_PIN_SLOTS ? s->span_slots : ORPHAN_PIN_SLOTS)
+             << HAK_SLAB_SHIFT;
     return c;
 }
 

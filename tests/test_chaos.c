@@ -785,7 +785,7 @@ typedef struct {
     size_t realloc_to;  /* to a size that cannot be served once `size` fails */
 } tier_case;
 
-/* Sizes: tiny, tiny (largest class), mid (a 3-slot span), page runs (small
+/* Sizes: tiny, tiny (largest class), mid (one slot; hardened: 3), page runs (small
  * and 3 MiB), huge (a mapping each). */
 static const tier_case tiers[] = {
     { "tiny 64 B", 64, 16, 64 },
