@@ -856,6 +856,103 @@ static int xfer_workload(int own_only)
     return 0;
 }
 
+/* A thread that only frees what another allocated (a consumer) sends its
+ * first 1024 blocks straight back to their slabs with no heap of its own
+ * (api.c, HEAPLESS_FREES); then it takes a heap, so that the rest go through
+ * its bins and their overflow to the transfer cache, from which the next
+ * thread short of the class takes a batch.  Thread A allocates, thread C
+ * frees n of A's blocks and never allocates, the main thread then allocates
+ * one block of that size: with n = 2048, C holds a heap (heaps_active counts
+ * it) and the main thread's block is one of A's from the cache; with n = 512,
+ * C has no heap and nothing went to the cache. */
+#define CONS_N 2048
+static void *cons_blocks[CONS_N], *cons_addr[CONS_N];
+static pthread_barrier_t cons_step;
+
+static void *cons_alloc(void *arg)
+{
+    (void)arg;
+    void *bad = NULL;
+    for (int i = 0; i < CONS_N; i++) {
+        cons_blocks[i] = malloc(XFER_SIZE);
+        if (!cons_blocks[i]) bad = (void *)1;
+        else memset(cons_blocks[i], 0x5a, XFER_SIZE);
+        cons_addr[i] = cons_blocks[i];
+    }
+    pthread_barrier_wait(&cons_step);      /* the blocks are ready */
+    pthread_barrier_wait(&cons_step);      /* C freed them */
+    pthread_barrier_wait(&cons_step);      /* the main thread has its block */
+    return bad;
+}
+
+static void *cons_free(void *arg)
+{
+    uintptr_t n = (uintptr_t)arg;
+    void *bad = NULL;
+    pthread_barrier_wait(&cons_step);
+    for (uintptr_t i = 0; i < n; i++) {    /* no malloc in this thread */
+        if (!cons_blocks[i] || ((unsigned char *)cons_blocks[i])[XFER_SIZE - 1] != 0x5a) bad = (void *)1;
+        free(cons_blocks[i]);
+        cons_blocks[i] = NULL;
+    }
+    pthread_barrier_wait(&cons_step);
+    pthread_barrier_wait(&cons_step);      /* alive until then: an exit empties the cache */
+    return bad;
+}
+
+static int consumer_workload(uintptr_t n)
+{
+    char *mid = malloc(8192);              /* the main thread's heap takes a SuperSlab */
+    if (!mid) return 1;
+    memset(mid, 1, 8192);
+    int ok1, ok2, ok3, ok4;
+    uint64_t active0 = tu_stat("heaps_active", &ok1);
+    pthread_t a, c;
+    void *ra = NULL, *rc = NULL;
+    pthread_barrier_init(&cons_step, NULL, 3);
+    if (pthread_create(&a, NULL, cons_alloc, NULL) != 0) return 1;
+    if (pthread_create(&c, NULL, cons_free, (void *)n) != 0) return 1;
+    pthread_barrier_wait(&cons_step);
+    pthread_barrier_wait(&cons_step);      /* C freed n blocks */
+    uint64_t active = tu_stat("heaps_active", &ok2);
+    uint64_t takes0 = xfer_class_sum("xfer_takes", &ok3);
+    char *p = malloc(XFER_SIZE);
+    if (!p) return 1;
+    memset(p, 7, XFER_SIZE);
+    uint64_t takes = xfer_class_sum("xfer_takes", &ok4) - takes0;
+    int of_a = 0;
+    for (int i = 0; i < CONS_N; i++)
+        of_a |= p == cons_addr[i];
+    pthread_barrier_wait(&cons_step);
+    pthread_join(a, &ra);
+    pthread_join(c, &rc);
+    pthread_barrier_destroy(&cons_step);
+    int checked = hak_check();
+    free(p);
+    free(mid);
+    for (int i = 0; i < CONS_N; i++)
+        free(cons_blocks[i]);
+    if (!ok1 || !ok2 || !ok3 || !ok4 || ra || rc || checked) {
+        fprintf(stderr, "consumer heap: %s\n", !ok1 || !ok2 || !ok3 || !ok4 ? "statistics missing" :
+                ra ? "thread A: malloc failed" : rc ? "thread C: a block's pattern changed" :
+                "hak_check reported problems");
+        return 1;
+    }
+    int want_heap = n >= 1024;
+    /* the main thread, A, and C if it took a heap */
+    if (active != active0 + 1 + (uint64_t)want_heap || takes != (uint64_t)want_heap ||
+        of_a != want_heap) {
+        fprintf(stderr, "consumer heap: after a thread that never allocated freed %lu blocks, "
+                "%llu heaps active (%llu before A and C started), and the main thread's malloc "
+                "took %llu batches of the transfer cache, its block %s one of A's (want %s)\n",
+                (unsigned long)n, (unsigned long long)active, (unsigned long long)active0,
+                (unsigned long long)takes, of_a ? "is" : "is not",
+                want_heap ? "2 more heaps, 1 batch, one of A's" : "1 more heap, 0 batches, not A's");
+        return 1;
+    }
+    return 0;
+}
+
 /* malloc_trim in a thread that never allocated (no heap, and no exited
  * thread's heap to trim) must still send the transfer cache's blocks home:
  * A allocates, B frees (both stay alive), then such a thread trims. */
@@ -1051,6 +1148,8 @@ static void test_transfer_cache(void **state)
         skip();
     run_self(env, "xfer", "a consumer's freed blocks go to the next thread that needs them (fresh process)");
     run_self(env, "xfer_own", "a thread's own freed blocks stay with it (fresh process)");
+    run_self(env, "consumer", "a thread that only frees takes a heap after 1024 frees (fresh process)");
+    run_self(env, "consumer_few", "a thread that frees 512 blocks and never allocates has no heap (fresh process)");
 #ifndef HAKMEM_TEST_HAK_NAMES   /* the hak_-only library has no malloc_trim */
     run_self(env, "xfer_trim", "malloc_trim in a thread without a heap empties the transfer cache (fresh process)");
 #endif
@@ -1072,6 +1171,10 @@ static int child_main(const char *name)
         return xfer_workload(1);
     if (strcmp(name, "xfer_trim") == 0)
         return xfer_trim_workload();
+    if (strcmp(name, "consumer") == 0)
+        return consumer_workload(CONS_N);
+    if (strcmp(name, "consumer_few") == 0)
+        return consumer_workload(512);
     if (strcmp(name, "idle_owner") == 0)
         return idle_owner_workload();
     if (strcmp(name, "idle_race") == 0)
