@@ -116,6 +116,9 @@
                                      * every 13 mallocs */
 #define WARM_POOL_PREFILL_BUDGET 2  /* SuperSlabs taken per shared-pool visit */
 #define HAK_CARVE_BYTES     4096    /* fresh blocks cut per refill (at least 8) */
+#define HAK_IDLE_SLABS      16      /* a bin with no refill while its heap started */
+#define HAK_IDLE_BIN_BYTES  (256u << 10) /* this many slabs, holding this many bytes,
+                                     * gives them back (bins_release_idle) */
 #define HAK_POOL_RETAIN_MAX 4       /* default of HAKMEM_POOL_RETAIN */
 #define HAK_ORPHAN_DEBT_MAX (4u << 20) /* then a thread trims exited threads' heaps */
 #define HAK_ORPHAN_RETAIN_HEAPS 4   /* exited threads' heaps keep this many heaps'
@@ -156,6 +159,7 @@ typedef struct hak_slab {
     struct hak_slab *next, *prev;  /* heap's partial list of this class (owner only) */
     uint8_t  span_slots;           /* slots this slab covers (first slot) */
     uint8_t  span_back;            /* other slots of a span: distance to the first */
+    uint8_t  resident;             /* its pages were resident when it was started */
 } hak_slab_t;
 
 #define HAK_XTHREAD_QUEUED ((uintptr_t)1)
@@ -259,6 +263,9 @@ typedef struct hak_heap {
     uint32_t front_mark[HAK_NUM_CLASSES];        /* refills (low bits) at the last overflow */
     uint8_t  front_streak[HAK_NUM_CLASSES];      /* overflows since the last refill */
     uint8_t  xfer_hint[HAK_NUM_CLASSES];         /* its last flush held other heaps' blocks */
+    uint32_t slab_starts;                        /* slabs started on a warm miss */
+    uint32_t idle_scan;                          /* slab_starts at the last look for idle bins */
+    uint32_t refill_starts[HAK_NUM_CLASSES];     /* slab_starts at the class's last refill */
     /* Freed page runs of up to HAK_RUN_CACHE_MAX_PAGES pages (pagerun.c),
      * one list per page count, kept for this heap's next block of that
      * size; live for their arena. */

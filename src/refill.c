@@ -127,6 +127,7 @@ static hak_slab_t *slab_alloc(hak_heap_t *h, unsigned cls) {
     if (!ss) return NULL;
     uint32_t run = run_mask(k) << i;
     ss->free_mask &= ~run;
+    uint8_t resident = (ss->dirty_mask & run) == run;
     if (ss->dirty_mask & run) {            /* resident pages: reused without faults */
         h->dirty_bytes -= (size_t)__builtin_popcount(ss->dirty_mask & run) * HAK_SLAB_SIZE;
         ss->dirty_mask &= ~run;
@@ -144,6 +145,7 @@ static hak_slab_t *slab_alloc(hak_heap_t *h, unsigned cls) {
     uint32_t bsize = hak_class_size[cls];
     s->span_slots = (uint8_t)k;
     s->span_back = 0;
+    s->resident = resident;
     s->bsize = bsize;
     s->cls = (uint8_t)cls;
     s->bin_off = (uint16_t)(cls * sizeof(hak_bin_t));
@@ -285,11 +287,14 @@ static void *carve_shuffled(hak_heap_t *h, uintptr_t base, uint32_t bsize, uint3
 /* slab_carve: cut up to `want` never-used blocks off the slab's frontier,
  * but no more than about HAK_CARVE_BYTES at a time (at least 8 blocks):
  * carving writes every block it cuts, so a thread that needs three 1 KiB
- * blocks touches 16 KiB, not the 64 KiB a full refill would. */
+ * blocks touches 16 KiB, not the 64 KiB a full refill would.  A slab whose
+ * pages were resident when it was started (a slot another class gave back)
+ * costs no new pages, so it is carved `want` at a time (up to 256 blocks). */
 static void slab_carve(hak_heap_t *h, hak_slab_t *s, hak_bin_t *bin, uint32_t want) {
     uint32_t bsize = s->bsize;
     uint32_t n = want, step = HAK_CARVE_BYTES / bsize;
     if (step < 8) step = 8;
+    if (s->resident) step = HAK_CARVE_BYTES / HAK_MIN_ALIGN;
     if (n > step) n = step;
     if (s->carved + (uint64_t)n * bsize > s->cap_end) n = (s->cap_end - s->carved) / bsize;
     uintptr_t base = hak_slab_base(s) + s->carved;
@@ -412,11 +417,33 @@ void *unified_cache_refill(hak_heap_t *h, unsigned cls) {
     return p;
 }
 
+static void bin_flush(hak_heap_t *h, unsigned cls, uint32_t keep);
+
+/* The heap is about to start a slab for class cls: bins of other classes
+ * that had no refill while the heap started HAK_IDLE_SLABS slabs, and hold
+ * HAK_IDLE_BIN_BYTES or more, give all their blocks back (their caps stay).
+ * A bin grown to hold one burst of frees otherwise keeps those blocks' slabs
+ * while the thread moves on to other sizes: bench_simple n1600 (1600 blocks
+ * of 16 .. 4096 bytes in turn) kept the 1024-byte round's 1.6 MB in its bin
+ * while the 4096-byte round mapped 6.4 MB more.  Their slabs, wholly free,
+ * go back to the SuperSlab, whose resident slots the next slab takes. */
+static void bins_release_idle(hak_heap_t *h, unsigned cls) {
+    h->idle_scan = h->slab_starts;
+    for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
+        hak_bin_t *bin = &h->bins[c];
+        if (c == cls || h->slab_starts - h->refill_starts[c] < HAK_IDLE_SLABS) continue;
+        if ((size_t)bin_count(bin) * hak_class_size[c] < HAK_IDLE_BIN_BYTES) continue;
+        bin_flush(h, c, 0);
+    }
+}
+
 static void *refill_locked(hak_heap_t *h, unsigned cls) {
     hak_bin_t *bin = &h->bins[cls];
     if (bin->head != HAK_BIN_END) goto pop;   /* the heap we just adopted may have blocks */
     /* A heap with slabs of its own takes a batch of the transfer cache
-     * first (a young heap takes a few blocks at a time from a starter). */
+     * first (a young heap takes a few blocks at a time from a starter, and
+     * does not write past its first page). */
+    if (h->warm || h->full) h->refill_starts[cls] = h->slab_starts;
     if ((h->warm || h->full) && xfer_take(bin, cls)) {
         HAK_STAT_ADD(h->stats[cls].xfer_takes, 1);
         goto pop;
@@ -452,6 +479,7 @@ static void *refill_locked(hak_heap_t *h, unsigned cls) {
         }
     }
     HAK_STAT_ADD(st->warm_misses, 1);
+    if (++h->slab_starts - h->idle_scan >= HAK_IDLE_SLABS) bins_release_idle(h, cls);
     s = slab_alloc(h, cls);
     if (!s) { errno = ENOMEM; return NULL; }
     partial_push(h, s);
@@ -696,8 +724,6 @@ static void xfer_drain(hak_heap_t *h) {
         }
     }
 }
-
-static void bin_flush(hak_heap_t *h, unsigned cls, uint32_t keep);
 
 /* A bin's cap to start with: HAKMEM_FRONT_BUDGET_KIB of blocks, between
  * HAK_FRONT_CAP_MIN and HAK_FRONT_CAP_MAX. */

@@ -1130,6 +1130,59 @@ static int idle_race_workload(void)
     return 0;
 }
 
+/* A thread allocates and frees bursts of 1024-byte blocks until its bin
+ * holds a whole burst, then allocates a burst of 4096-byte blocks: once the
+ * heap has started slabs for those, the idle 1024-byte bin gives its blocks
+ * back, and the slabs they empty are reused for the 4096-byte blocks.  The
+ * resident size then grows by less than the new burst's bytes: the 1.6 MB
+ * of the first size are counted once, not twice. */
+#define BURST_N 1600
+static void *burst_blocks[BURST_N];
+
+static int burst_fill(size_t size)
+{
+    for (int i = 0; i < BURST_N; i++) {
+        char *p = burst_blocks[i] = malloc(size);
+        if (!p) return 0;
+        p[0] = (char)i;
+        p[size - 1] = (char)i;
+    }
+    return 1;
+}
+
+static int idle_bin_workload(void)
+{
+    int ok0, ok1;
+    for (int round = 0; round < 8; round++) {   /* the 1024-byte bin grows round by round */
+        if (!burst_fill(1024)) return 1;
+        for (int i = 0; i < BURST_N; i++) free(burst_blocks[i]);
+    }
+    uint64_t rss0 = tu_stat("rss_bytes", &ok0);
+    if (!burst_fill(4096)) return 1;
+    uint64_t rss1 = tu_stat("rss_bytes", &ok1);
+    for (int i = 0; i < BURST_N; i++) free(burst_blocks[i]);
+    unsigned checked = hak_check();
+    uint64_t burst = (uint64_t)BURST_N * 4096, bound = burst - (1u << 20);
+    if (!ok0 || !ok1 || checked || rss1 - rss0 > bound) {
+        fprintf(stderr, "idle bin: %s; resident size grew by %llu KiB for a burst of %llu KiB "
+                "(want at most %llu KiB: the 1024-byte blocks' %llu KiB of pages reused)\n",
+                !ok0 || !ok1 ? "rss_bytes missing" : checked ? "hak_check reported problems" : "too much",
+                (unsigned long long)((rss1 - rss0) >> 10), (unsigned long long)(burst >> 10),
+                (unsigned long long)(bound >> 10), (unsigned long long)(BURST_N * 1024u >> 10));
+        return 1;
+    }
+    return 0;
+}
+
+static void test_idle_bin_released(void **state)
+{
+    (void)state;
+    static const char *const env[] = { NULL };
+    if (tu_hardened())
+        skip();
+    run_self(env, "idle_bin", "an idle bin holding a burst gives it back to another size's burst (fresh process)");
+}
+
 static void test_idle_owner_drained(void **state)
 {
     (void)state;
@@ -1179,6 +1232,8 @@ static int child_main(const char *name)
         return idle_owner_workload();
     if (strcmp(name, "idle_race") == 0)
         return idle_race_workload();
+    if (strcmp(name, "idle_bin") == 0)
+        return idle_bin_workload();
     int ok;
     uint64_t purged0 = tu_stat("purged_bytes", &ok);
     if (!ok)
@@ -2193,6 +2248,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_young_thread_footprint),
         cmocka_unit_test(test_transfer_cache),
         cmocka_unit_test(test_idle_owner_drained),
+        cmocka_unit_test(test_idle_bin_released),
         cmocka_unit_test(test_tier_boundaries),
         cmocka_unit_test(test_tier_calloc_after_dirty),
         cmocka_unit_test(test_realloc_chain),
