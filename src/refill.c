@@ -879,8 +879,11 @@ static void proxy_drain(hak_heap_t *o) {
     if (now - __atomic_load_n(&o->slow_tick, __ATOMIC_RELAXED) < 24) return;
     if (__atomic_exchange_n(&o->slow_lock, 1, __ATOMIC_ACQUIRE)) return;
     /* its thread may have exited (the heap is an orphan now) or refilled
-     * meanwhile: both under the lock */
-    if (__atomic_load_n(&o->active, __ATOMIC_RELAXED) &&
+     * meanwhile: both under the lock.  Acquire: if a new thread adopted the
+     * heap, a trim of it while it was an orphan (heap_trim_orphans, without
+     * its lock) happened before the adopter's release store of active, so
+     * before the drain below (TSan saw the two race, test_thread_churn) */
+    if (__atomic_load_n(&o->active, __ATOMIC_ACQUIRE) &&
         now - __atomic_load_n(&o->slow_tick, __ATOMIC_RELAXED) >= 24) {
         heap_drain_remote_forced(o, 0);
         if (o->dirty_bytes) heap_purge(o, 0);
@@ -996,7 +999,7 @@ hak_heap_t *hak_heap_acquire(void) {
         h = heap_new(0);
     }
     if (h) orphan_unreserve(h);            /* its resident pages are ours now */
-    if (h) __atomic_store_n(&h->active, 1, __ATOMIC_RELAXED);   /* read unlocked: blocks_return, stats */
+    if (h) __atomic_store_n(&h->active, 1, __ATOMIC_RELEASE);   /* read unlocked: blocks_return, stats, proxy_drain */
     pthread_mutex_unlock(&hak_pool_lock);
     if (!h) return NULL;
     /* Set the TLS pointer before pthread_setspecific, which may allocate. */
