@@ -62,17 +62,20 @@ const uint8_t hak_tiny_class_tbl[HAK_TINY_MAX / 16 + 1] = {
 };
 
 /* Size above the tiny tier -> class, indexed by (size - 1) >> 7 (class
- * sizes are multiples of 128 there).  4 classes per doubling, 8 from 4 to
- * 8 KiB: a page-sized buffer with a small header (sqlite's page cache asks
- * for 4104 and 4368 bytes) takes 4608, not 5120 (sqlite3 building a 100k
- * row table in memory: 34.8 -> 32.3 MB peak RSS). */
+ * sizes are multiples of 128 there).  A slab is one 64 KiB slot, so what a
+ * block costs is 64 KiB / (blocks per slab): each mid class is the largest
+ * multiple of 128 that fits its number of blocks in a slab (5376, not 5120:
+ * both hold 12), and a class sits just above 1, 2, 4 and 8 KiB, where
+ * buffers with a small header land (sqlite3 asks for 1032, 4104 and 4368
+ * bytes: 1152 holds 56 per slab where 1280 held 51, 4352 holds 15 where
+ * 4608 held 14).  For any size the slab holds at least as many blocks as
+ * with the classes of four per doubling before. */
 const uint8_t hak_mid_class_tbl[HAK_SMALL_MAX >> 7] = {
-    [8 ... 9] = 20, [10 ... 11] = 21, [12 ... 13] = 22, [14 ... 15] = 23,
-    [16 ... 19] = 24, [20 ... 23] = 25, [24 ... 27] = 26, [28 ... 31] = 27,
-    [32 ... 35] = 28, [36 ... 39] = 29, [40 ... 43] = 30, [44 ... 47] = 31,
-    [48 ... 51] = 32, [52 ... 55] = 33, [56 ... 59] = 34, [60 ... 63] = 35,
-    [64 ... 79] = 36, [80 ... 95] = 37, [96 ... 111] = 38, [112 ... 127] = 39,
-    [128 ... 159] = 40, [160 ... 191] = 41, [192 ... 223] = 42, [224 ... 255] = 43,
+    [8] = 20, [9] = 21, [10 ... 11] = 22, [12 ... 13] = 23, [14 ... 15] = 24,
+    [16 ... 17] = 25, [18 ... 19] = 26, [20 ... 23] = 27, [24 ... 27] = 28, [28 ... 31] = 29,
+    [32 ... 33] = 30, [34 ... 35] = 31, [36 ... 38] = 32, [39 ... 41] = 33, [42 ... 45] = 34,
+    [46 ... 50] = 35, [51 ... 55] = 36, [56 ... 63] = 37, [64 ... 72] = 38, [73 ... 84] = 39,
+    [85 ... 101] = 40, [102 ... 127] = 41, [128 ... 169] = 42, [170 ... 255] = 43,
 #if HAKMEM_HARDENED
     [256 ... 319] = 44, [320 ... 383] = 45, [384 ... 447] = 46, [448 ... 511] = 47,
     [512 ... 639] = 48, [640 ... 767] = 49, [768 ... 895] = 50, [896 ... 1023] = 51,
@@ -107,9 +110,9 @@ const uint32_t hak_class_size[HAK_NUM_CLASSES] = {
     16, 32, 48, 64, 80, 96, 112, 128,               /* tiny: 16-byte steps */
     160, 192, 224, 256, 320, 384, 448, 512,         /* then 4 per doubling */
     640, 768, 896, 1024,
-    1280, 1536, 1792, 2048, 2560, 3072, 3584, 4096,  /* above the tiny tier */
-    4608, 5120, 5632, 6144, 6656, 7168, 7680, 8192,  /* 8 per doubling here */
-    10240, 12288, 14336, 16384, 20480, 24576, 28672, 32768,
+    1152, 1280, 1536, 1792, 2048, 2304, 2560, 3072,  /* above the tiny tier: */
+    3584, 4096, 4352, 4608, 4992, 5376, 5888, 6528,  /* hak_mid_class_tbl */
+    7168, 8192, 9344, 10880, 13056, 16384, 21760, 32768,
 #if HAKMEM_HARDENED
     40960, 49152, 57344, 65536, 81920, 98304, 114688, 131072,
     163840, 196608, 229376, 262144,

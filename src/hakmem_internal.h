@@ -376,8 +376,7 @@ HAK_INLINE size_t heap_bin_off(const hak_heap_t *h, size_t n) {
     return h->bin_off[n];
 }
 
-/* Any size in 1..HAK_SMALL_MAX -> class; four classes per doubling above
- * the tiny tier. */
+/* Any size in 1..HAK_SMALL_MAX -> class (the mid tier's classes: hak_mid_class_tbl). */
 HAK_INLINE unsigned hak_size_class(size_t n) {
     if (n <= HAK_TINY_MAX) return tiny_alloc_gate(n);
     return hak_mid_class_tbl[(n - 1) >> 7];

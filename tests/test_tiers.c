@@ -132,17 +132,29 @@ static void fill_usable_and_check(void *p, size_t n, uint64_t seed, const char *
 }
 
 /* The class sizes as the layout describes them: 16..128 in 16-byte steps,
- * then four per doubling up to 256 KiB, eight from 4 to 8 KiB. */
+ * four per doubling up to 1 KiB, then above it the largest multiple of 128
+ * for each number of blocks a 64 KiB slab holds (src/api.c), and four per
+ * doubling again above 32 KiB (the hardened flavor's classes, to 256 KiB). */
 static size_t class_sizes(size_t *out)
 {
+    static const size_t mid[] = { 1152, 1280, 1536, 1792, 2048, 2304, 2560, 3072,
+                                  3584, 4096, 4352, 4608, 4992, 5376, 5888, 6528,
+                                  7168, 8192, 9344, 10880, 13056, 16384, 21760, 32768 };
     size_t n = 0;
     for (size_t s = 16; s <= 128; s += 16)
         out[n++] = s;
-    for (size_t p = 128; p < 262144; p *= 2) {
-        size_t steps = p == 4096 ? 8 : 4;
-        for (size_t j = steps + 1; j <= 2 * steps; j++)
-            out[n++] = p * j / steps;
+    for (size_t p = 128; p < 1024; p *= 2)
+        for (size_t j = 5; j <= 8; j++)
+            out[n++] = p * j / 4;
+    for (size_t i = 0; i < sizeof mid / sizeof mid[0]; i++) {
+        /* a class holds as many blocks per slab as any larger multiple of 128 below the next */
+        if (i + 1 < sizeof mid / sizeof mid[0] && mid[i] < 32768)
+            assert_true(65536 / (mid[i] + 128) < 65536 / mid[i]);
+        out[n++] = mid[i];
     }
+    for (size_t p = 32768; p < 262144; p *= 2)
+        for (size_t j = 5; j <= 8; j++)
+            out[n++] = p * j / 4;
     return n;
 }
 
@@ -1434,8 +1446,13 @@ static void test_tier_boundaries(void **state)
             fail_msg("%s: usable %zu < size", what, u);
         if (hard && u != s)
             fail_msg("%s: usable %zu, want the size asked for (hardened)", what, u);
-        if (s <= smax && u > s + s / 4 + 16)
+        /* up to 4 KiB at most a quarter more; above, the class holds as
+         * many blocks per 64 KiB slab as any block of the size rounded up
+         * to 128 could */
+        if (s <= 4096 && u > s + s / 4 + 16)
             fail_msg("%s: usable %zu wastes more than 25%% + 16 B", what, u);
+        if (s > 4096 && s <= smax && 65536 / u < 65536 / ((s + 127) & ~(size_t)127))
+            fail_msg("%s: usable %zu: a 64 KiB slab holds fewer of them than it could", what, u);
         /* large: a page-rounded mapping, or a cached one at most 25% bigger */
         if (s > smax && u > s + s / 4 + 2 * 4096)
             fail_msg("%s: large block usable %zu far above its size", what, u);
