@@ -153,6 +153,8 @@ static void fork_child(void) {
 }
 
 static void thread_exit(void *heap) {
+    hak_heapless_exit();                    /* its stash, if it never took a heap */
+    if (heap == &hak_heap_empty) return;
     hak_harden_thread_exit(heap);
     hak_heap_abandon(heap);
 }

@@ -586,6 +586,7 @@ void  hak_heap_lock(hak_heap_t *h);           /* its thread, around what changes
 void  hak_heap_unlock(hak_heap_t *h);
 hak_heap_t *hak_heap_acquire(void);
 void  hak_heap_abandon(hak_heap_t *h);
+void  hak_heapless_exit(void);
 void  hak_heap_fork_child(hak_heap_t *self);
 void  hak_starter_lock(void);                  /* fork: taken before hak_pool_lock */
 void  hak_starter_unlock(void);

@@ -383,6 +383,7 @@ static int do_corrupt_bin_link(void *arg)
 {
     (void)arg;
     tu_shared *sh = tu_shared_page();
+    tu_own_heap();                  /* the frees go to its bin */
     void **p = malloc(64), **q = malloc(64);
     if (!p || !q)
         return 2;
@@ -419,15 +420,14 @@ static int do_corrupt_slab_link(void *arg)
     static void *a[N];
     int i;
 
+    tu_own_heap();                  /* with a SuperSlab: its blocks come from its slabs */
     for (i = 0; i < N; i++)
         if (!(a[i] = malloc(64)))
             return 2;
     for (i = 0; i < N; i++)
         free(a[i]);
-    /* a[8]: a heap's first 7 blocks of a class come from the starter heap,
-     * whose slabs take them back as remote frees (read only when a young
-     * thread next refills there); a[8] is from this heap's slab, flushed to
-     * its free list by the frees after it. */
+    /* a[8]: from this heap's slab (a heap with a SuperSlab takes nothing
+     * from the starters), flushed to its free list by the frees after it. */
     void **p = tu_launder(a[8]);
     if (tu_hardened()) {            /* once out of the quarantine: the core's link */
         tu_quarantine_flush();

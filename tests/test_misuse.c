@@ -420,6 +420,7 @@ static void test_uaf_write_link_slab(void **state)
 static void test_uaf_link_hak_check(void **state)
 {
     (void)state;
+    tu_own_heap();                  /* the frees go to its bin */
     uintptr_t *p = malloc(64), *q = malloc(64);
     assert_non_null(p);
     assert_non_null(q);
@@ -537,6 +538,46 @@ static void test_free_block_not_handed_out(void **state)
         snprintf(name, sizeof name, "free of p+%zu, p = malloc(%zu), a fresh heap", sizes[i], sizes[i]);
         expect_abort_msg(do_free_next_block, (void *)(uintptr_t)sizes[i], name, "not handed out");
     }
+}
+
+/* A thread's first tiny blocks come from a starter a cache line's worth at
+ * a time (4 of 16 bytes), and the ones it did not ask for yet wait in its
+ * stash, marked free: a free of one (a block never handed out) is a double
+ * free.  On a thread of its own (no heap yet): p = malloc(8) at the start
+ * of a line, then free(p + 16). */
+static void *stash_worker(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 8; i++) {
+        char *p = malloc(8);
+        if (!p)
+            return (void *)3;
+        if (((uintptr_t)p & 63) == 0) {
+            tu_expect_addr(p + 16);
+            free(tu_launder(p + 16));
+            return NULL;
+        }
+    }
+    return (void *)5;       /* no block at the start of a line: setup */
+}
+
+static int do_free_stashed(void *arg)
+{
+    (void)arg;
+    pthread_t t;
+    void *r = NULL;
+    if (pthread_create(&t, NULL, stash_worker, NULL) != 0 || pthread_join(t, &r) != 0)
+        return 4;
+    return (int)(uintptr_t)r;
+}
+
+static void test_free_stashed_block(void **state)
+{
+    (void)state;
+    if (tu_hardened())
+        skip();             /* a thread takes its heap at its first block */
+    expect_abort_msg(do_free_stashed, NULL, "free of a block a young thread holds unasked",
+                     "double free");
 }
 
 /* ---------------------------------------------------------- realloc */
@@ -779,6 +820,7 @@ int main(void)
         cmocka_unit_test(test_free_region_header),
         cmocka_unit_test(test_realloc_freed_large),
         cmocka_unit_test(test_free_block_not_handed_out),
+        cmocka_unit_test(test_free_stashed_block),
         cmocka_unit_test(test_uaf_write_link_bin),
         cmocka_unit_test(test_uaf_write_link_slab),
         cmocka_unit_test(test_uaf_link_hak_check),

@@ -653,15 +653,15 @@ static void test_young_threads_spread_over_starters(void **state)
     run_self(env, "starters", "young threads' starters (fresh process)");
 }
 
-/* What a thread that allocates one small block costs: its heap's first page
- * (the bins, the size table, the counters it writes) and its block.  In a
+/* What a thread that allocates one small block costs: its block and the
+ * line's worth of blocks it took with it from a starter, and no heap (a
+ * thread's first tiny blocks need none: refill.c, heapless_alloc).  In a
  * fresh process, 200 threads on stacks of our own (fresh, untouched
  * mappings) that each malloc(16) and wait, against 200 that wait without
- * allocating: the resident difference is at most 5 KiB a thread (with the
- * counters at the heap's end, 6.9 KB heaps packed one after another, it was
- * 6.7 KB).  Not in the hardened flavor (its quarantine and random carving
- * are in the heap too) nor with debug counters (they count every malloc in
- * the heap's second page). */
+ * allocating: the resident difference is at most 1 KiB a thread (with a
+ * heap's first page for each, it was 3.0 KB; with the counters at the
+ * heap's end, 6.7 KB).  Not in the hardened flavor (it takes a heap at
+ * once) nor with debug counters. */
 #define FOOT_THREADS 200
 #define FOOT_STACK (128 * 1024)
 static pthread_barrier_t foot_live;
@@ -718,7 +718,7 @@ static long foot_round(int allocate)
 
 static int footprint_workload(void)
 {
-    free(malloc(16));                       /* the main thread's heap, before counting */
+    free(malloc(16));                       /* the library's start-up, before counting */
     long bare = foot_round(0), alloc = foot_round(1);
     if (bare < 0 || alloc < 0) {
         fprintf(stderr, "footprint: could not run the threads or read RSS\n");
@@ -726,9 +726,9 @@ static int footprint_workload(void)
     }
     long per = (alloc - bare) / FOOT_THREADS;
     fprintf(stderr, "a thread's one malloc(16): %ld bytes resident\n", per);
-    if (per > 5 * 1024) {
+    if (per > 1024) {
         fprintf(stderr, "a thread's one malloc(16) costs %ld bytes resident (%ld vs %ld for "
-                "%d threads; want <= 5 KiB)\n", per, alloc, bare, FOOT_THREADS);
+                "%d threads; want <= 1 KiB)\n", per, alloc, bare, FOOT_THREADS);
         return 1;
     }
     return 0;
@@ -743,6 +743,60 @@ static void test_young_thread_footprint(void **state)
     run_self(env, "footprint", "a young thread's resident cost (fresh process)");
 }
 
+/* A thread that allocates a few tiny blocks takes no heap, and what it
+ * took from a starter with them (the rest of a cache line's worth, in its
+ * stash) goes back when it exits.  In a fresh process, HL_THREADS threads
+ * one after another each allocate one block of each of 5 classes smaller
+ * than a line (each of which takes 2 to 4 blocks from a starter) and free
+ * them: the heap count must not grow, and RSS may not grow by more than
+ * 2 MiB (a stash that stayed behind at each exit would hold 800 bytes per
+ * thread: 7.8 MiB). */
+#define HL_THREADS 10000
+static void *heapless_worker(void *arg)
+{
+    static const size_t sz[] = { 16, 32, 48, 80, 112 };
+    void *p[5];
+    for (int i = 0; i < 5; i++) {
+        p[i] = malloc(sz[i]);
+        if (!p[i]) return (void *)1;
+        memset(p[i], 9, sz[i]);
+    }
+    for (int i = 0; i < 5; i++) free(p[i]);
+    return arg;
+}
+
+static int heapless_workload(void)
+{
+    free(malloc(16));
+    uint64_t heaps0 = stat_u64("heaps");
+    long rss0 = rss_bytes();
+    for (int i = 0; i < HL_THREADS; i++) {
+        pthread_t t;
+        void *r = NULL;
+        if (pthread_create(&t, NULL, heapless_worker, NULL) != 0 || pthread_join(t, &r) != 0 || r) {
+            fprintf(stderr, "heapless: thread %d failed\n", i);
+            return 1;
+        }
+    }
+    long grew = rss_bytes() - rss0;
+    uint64_t heaps = stat_u64("heaps") - heaps0;
+    if (heaps != 0 || grew > 2 * 1024 * 1024 || hak_check() != 0) {
+        fprintf(stderr, "heapless: %d threads of 5 tiny blocks took %llu heaps (want 0); RSS grew "
+                "by %ld KiB (want <= 2048)\n", HL_THREADS, (unsigned long long)heaps, grew / 1024);
+        return 1;
+    }
+    return 0;
+}
+
+static void test_heapless_threads(void **state)
+{
+    (void)state;
+    static const char *const env[] = { NULL };
+    if (tu_hardened())
+        skip();         /* it takes a heap at a thread's first block */
+    run_self(env, "heapless", "threads of a few tiny blocks (fresh process)");
+}
+
 /* The transfer cache (refill.c): blocks a thread frees for another (a
  * consumer's) go, once its bin overflows, to the next bin of their class
  * that runs dry, in whatever thread, instead of back to their owner's slabs.
@@ -751,9 +805,9 @@ static void test_young_thread_footprint(void **state)
  * the main thread, which has a slab of its own (a mid-class block), asks for
  * one block of that size: it must be one of A's.  With own_only, A frees its
  * blocks itself, slowly enough that its bin overflows rather than grows: its
- * overflows hold its own blocks (but for the first few, which came from a
- * starter), which go back to its slabs, and the main thread's block must not
- * be one of them (a thread that works alone does not hand its blocks to
+ * overflows hold its own blocks (A took a mid block first, so none of them
+ * came from a starter), which go back to its slabs, and the main thread's
+ * block must not be one of them (a thread that works alone does not hand its blocks to
  * others).  Not in the hardened
  * flavor (freed blocks wait in the quarantine first). */
 #define XFER_N 512
@@ -765,6 +819,7 @@ static pthread_barrier_t xfer_step, xfer_end;
  * sends the transfer cache's blocks home. */
 static void *xfer_a(void *own_only)
 {
+    free(malloc(2048));                    /* a mid block: a heap with a SuperSlab of its own */
     for (int i = 0; i < XFER_N; i++) {
         xfer_blocks[i] = malloc(XFER_SIZE);
         if (!xfer_blocks[i]) return (void *)1;
@@ -786,7 +841,7 @@ static void *xfer_b(void *arg)
 {
     (void)arg;
     void *bad = NULL;
-    free(malloc(16));                      /* a heap of its own: frees go to its bins */
+    free(malloc(2048));                    /* a mid block: a heap of its own, frees go to its bins */
     for (int i = 0; i < XFER_N; i++) {
         if (((unsigned char *)xfer_blocks[i])[XFER_SIZE - 1] != 0x5a) bad = (void *)1;
         free(xfer_blocks[i]);
@@ -1230,6 +1285,8 @@ static int child_main(const char *name)
         return starters_workload();
     if (strcmp(name, "footprint") == 0)
         return footprint_workload();
+    if (strcmp(name, "heapless") == 0)
+        return heapless_workload();
     if (strcmp(name, "xfer") == 0)
         return xfer_workload(0);
     if (strcmp(name, "xfer_own") == 0)
@@ -2263,6 +2320,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_young_threads_own_lines),
         cmocka_unit_test(test_young_threads_spread_over_starters),
         cmocka_unit_test(test_young_thread_footprint),
+        cmocka_unit_test(test_heapless_threads),
         cmocka_unit_test(test_transfer_cache),
         cmocka_unit_test(test_idle_owner_drained),
         cmocka_unit_test(test_idle_bin_released),

@@ -76,6 +76,14 @@ void free_aligned_sized(void *p, size_t alignment, size_t size);
 
 static inline int tu_hardened(void) { return hak_build_is_hardened() != 0; }
 
+/* The calling thread takes its heap, if it has none yet: a thread's first
+ * tiny blocks come from the starters without one (their frees go straight
+ * back to their slabs), a mid block needs it.  For tests about the bins. */
+static inline void tu_own_heap(void)
+{
+    free(malloc(2048));
+}
+
 /* Hardened: push every block of the calling thread's quarantine back to the
  * core, by freeing 300 blocks of 4 KiB (more blocks and bytes than the
  * default quarantine holds), which stay in it: slab blocks only, so the
