@@ -266,6 +266,7 @@ typedef struct hak_heap {
     uint32_t slab_starts;                        /* slabs started on a warm miss */
     uint32_t idle_scan;                          /* slab_starts at the last look for idle bins */
     uint32_t refill_starts[HAK_NUM_CLASSES];     /* slab_starts at the class's last refill */
+    uint8_t  thread_refills[HAK_NUM_CLASSES];    /* refills since its thread took it (to 255) */
     /* Freed page runs of up to HAK_RUN_CACHE_MAX_PAGES pages (pagerun.c),
      * one list per page count, kept for this heap's next block of that
      * size; live for their arena. */
