@@ -205,7 +205,8 @@ static void run_self(const char *const *vars, const char *workload, const char *
 /* free(p) of a block of usable size u: "large_runs_coalesced" must grow by
  * want (the free neighbours it merged with), its pages must stay resident
  * ("large_cached_bytes" + u: the default decay time is 500 ms and all of
- * this is far below the 16 MiB floor) and "large_live" must drop by one. */
+ * this, about 5 MiB, is below the byte bound, HAKMEM_LARGE_CACHE_MIB=16 in
+ * test_split_coalesce) and "large_live" must drop by one. */
 static int free_expect(void *p, size_t u, const char *name, uint64_t want, const char *why)
 {
     uint64_t c0 = stat_c("large_runs_coalesced"), d0 = stat_c("large_cached_bytes");
@@ -360,10 +361,10 @@ static int wl_split(void)
 static void test_split_coalesce(void **state)
 {
     (void)state;
-    static const char *const env[] = { NULL };
+    static const char *const env[] = { "HAKMEM_LARGE_CACHE_MIB=16", NULL };
     skip_if_hardened("blocks are not adjacent runs of the size rounded to pages (header, canary "
                      "and guard page), and a free coalesces only when the quarantine lets go");
-    run_self(env, "split", "split and coalesce (fresh process)");
+    run_self(env, "split", "split and coalesce (fresh process, HAKMEM_LARGE_CACHE_MIB=16)");
 }
 
 /* ======================================================== 2. alignment */
@@ -1251,7 +1252,7 @@ static void test_arena_follows_heap(void **state)
  * cache: the arena's other pages go back at once (the cached blocks are
  * free ones to the arena's live count).  Fresh process, default options:
  * 2048 blocks of 40 KiB (80 MiB) written and freed; what stays cached (the
- * byte bound, HAKMEM_LARGE_CACHE_MIB=8, the run cache's 512 KiB, one
+ * byte bound, HAKMEM_LARGE_CACHE_MIB=4, the run cache's 512 KiB, one
  * block) is far below 16 MiB.  Counting cached blocks as live kept 80 MiB. */
 static int wl_last_free(void)
 {
