@@ -480,7 +480,7 @@ void hak_heapless_exit(void) {
 void hak_heapless_exit(void) {}
 #endif
 
-static int xfer_take(hak_bin_t *bin, unsigned cls);
+static int xfer_take(hak_bin_t *bin, unsigned cls, uint32_t most);
 
 static void *refill_locked(hak_heap_t *h, unsigned cls);
 
@@ -521,16 +521,32 @@ static void bins_release_idle(hak_heap_t *h, unsigned cls) {
     }
 }
 
+/* The slow start of refills (refill_locked): blocks of a heap's first four. */
+static const uint8_t first_want[5] = { 0, 8, 16, 32, 32 };
+
 static void *refill_locked(hak_heap_t *h, unsigned cls) {
     hak_bin_t *bin = &h->bins[cls];
     if (bin->head != HAK_BIN_END) goto pop;   /* the heap we just adopted may have blocks */
     /* A heap with slabs of its own takes a batch of the transfer cache
      * first (a young heap takes a few blocks at a time from a starter, and
-     * does not write past its first page). */
-    if (h->warm || h->full) h->refill_starts[cls] = h->slab_starts;
-    if ((h->warm || h->full) && xfer_take(bin, cls)) {
-        HAK_STAT_ADD(h->stats[cls].xfer_takes, 1);
-        goto pop;
+     * does not write past its first page); for a class's first refill since
+     * its thread took the heap, only a batch no bigger than that refill (8
+     * blocks).  A bin that takes a few blocks now and then would otherwise
+     * keep a batch of blocks other threads freed, from as many exited
+     * threads' slabs, and never empty it: in test_chaos's waves, 41 blocks
+     * of 448 bytes in the main thread's bin (its calloc of each new
+     * thread's DTV) kept 25 SuperSlabs of exited threads' heaps mapped, with
+     * the pages those heaps keep resident for reuse.  (Bounding the first
+     * four refills so raised bench_mstress's peak RSS, 30.6 -> 33.8 MB.)  A
+     * starter takes none: its bin hands young threads a few blocks each,
+     * and kept up to 64 foreign blocks the same way (25-34 SuperSlabs). */
+    if (h->warm || h->full) {
+        h->refill_starts[cls] = h->slab_starts;
+        uint8_t t = h->thread_refills[cls];
+        if (!h->is_starter && xfer_take(bin, cls, t ? bin->room : first_want[1])) {
+            HAK_STAT_ADD(h->stats[cls].xfer_takes, 1);
+            goto pop;
+        }
     }
     hak_heap_class_stats_t *st = &h->stats[cls];
     HAK_STAT_ADD(h->refills[cls], 1);
@@ -549,7 +565,6 @@ static void *refill_locked(hak_heap_t *h, unsigned cls) {
      * that adopts an exited thread's heap starts small too (bench_larson,
      * whose threads replace one another every 10000 operations: 4 lanes
      * 71.7 -> 79.4 M ops/s, as the exiting threads flush smaller bins). */
-    static const uint8_t first_want[5] = { 0, 8, 16, 32, 32 };
     uint64_t r = h->refills[cls];
     if (h->warm || h->full) {
         if (h->thread_refills[cls] < 255) h->thread_refills[cls]++;
@@ -717,14 +732,14 @@ static int xfer_put(unsigned cls, void *head, void *tail, uint32_t n) {
     return k < XFER_SLOTS;
 }
 
-/* Fill an empty bin with the newest batch of its class if it has room for
- * it; 0 if there was none. */
-static int xfer_take(hak_bin_t *bin, unsigned cls) {
+/* Fill an empty bin with the newest batch of its class if it holds at most
+ * `most` blocks and the bin has room for it; 0 if there was none. */
+static int xfer_take(hak_bin_t *bin, unsigned cls, uint32_t most) {
     if (__atomic_load_n(&xfer[cls].count, __ATOMIC_RELAXED) == 0) return 0;
     xfer_batch_t got = {NULL, NULL, 0};
     pthread_mutex_lock(&xfer[cls].lock);
     uint32_t k = xfer[cls].count;
-    if (k > 0 && xfer[cls].b[k - 1].n <= bin->room) {
+    if (k > 0 && xfer[cls].b[k - 1].n <= bin->room && xfer[cls].b[k - 1].n <= most) {
         got = xfer[cls].b[k - 1];
         __atomic_store_n(&xfer[cls].count, k - 1, __ATOMIC_RELAXED);
         HAK_GSTAT_SUB(xfer_blocks, got.n);
@@ -1237,7 +1252,13 @@ size_t hak_heap_trim_orphans(void) { return heap_trim_orphans(1); }
 
 /* Thread exit: the heap gives back what it can but its share of the orphan
  * budget and, with the slabs that still hold live blocks, waits on the
- * orphan list for the next thread. */
+ * orphan list for the next thread.  A thread that sent blocks to exited
+ * threads' heaps (its orphan debt, below the bound that trims them) trims
+ * them before it goes: nobody else would count those blocks, and each one
+ * pins its slab and SuperSlab until a thread adopts that heap.  Without
+ * this, test_chaos's thread waves (4 collectors that exit owing up to 4 MiB
+ * each) ended with 7-18 SuperSlabs mapped and 4-10 MiB resident (12 runs),
+ * with it 7 and 4-5 MiB. */
 void hak_heap_abandon(hak_heap_t *h) {
     if (h == NULL || h == &hak_heap_empty) return;
     hak_tl_heap = &hak_heap_empty;
@@ -1245,7 +1266,10 @@ void hak_heap_abandon(hak_heap_t *h) {
     heap_release(h);
     orphan_purge(h);
     __atomic_store_n(&h->active, 0, __ATOMIC_RELAXED);   /* no proxy drain from here on */
+    size_t debt = h->orphan_debt;
+    h->orphan_debt = 0;
     hak_heap_unlock(h);
+    if (debt) heap_trim_orphans(0);
     pthread_mutex_lock(&hak_pool_lock);
     orphan_push(h);
     pthread_mutex_unlock(&hak_pool_lock);

@@ -802,8 +802,10 @@ static void test_heapless_threads(void **state)
  * that runs dry, in whatever thread, instead of back to their owner's slabs.
  * In a fresh process: thread A allocates XFER_N blocks of XFER_SIZE bytes and
  * waits; thread B frees them all (its bin overflows again and again); then
- * the main thread, which has a slab of its own (a mid-class block), asks for
- * one block of that size: it must be one of A's.  With own_only, A frees its
+ * the main thread, which has a slab of its own (a mid-class block) and has
+ * used up its first refill of that class (XFER_FIRST blocks: a class's first
+ * refill in a thread takes no batch bigger than itself), asks for one more
+ * block of that size: it must be one of A's.  With own_only, A frees its
  * blocks itself, slowly enough that its bin overflows rather than grows: its
  * overflows hold its own blocks (A took a mid block first, so none of them
  * came from a starter), which go back to its slabs, and the main thread's
@@ -812,6 +814,7 @@ static void test_heapless_threads(void **state)
  * flavor (freed blocks wait in the quarantine first). */
 #define XFER_N 512
 #define XFER_SIZE 112
+#define XFER_FIRST 8                       /* refill.c: first_want[1] */
 static void *xfer_blocks[XFER_N];
 static pthread_barrier_t xfer_step, xfer_end;
 
@@ -869,6 +872,9 @@ static int xfer_workload(int own_only)
     char *mid = malloc(8192);              /* the main thread's heap takes a SuperSlab */
     if (!mid) return 1;
     memset(mid, 1, 8192);
+    void *first[XFER_FIRST];               /* its first refill of the class, emptied */
+    for (int i = 0; i < XFER_FIRST; i++)
+        if ((first[i] = malloc(XFER_SIZE)) == NULL) return 1;
     pthread_t a, b;
     void *ra = NULL, *rb = NULL;
     pthread_barrier_init(&xfer_step, NULL, 2);
@@ -900,6 +906,8 @@ static int xfer_workload(int own_only)
     pthread_barrier_destroy(&xfer_end);
     free(p);
     free(mid);
+    for (int i = 0; i < XFER_FIRST; i++)
+        free(first[i]);
     if (ra || rb || checked) {
         fprintf(stderr, "transfer cache: %s\n", ra ? "thread A: malloc failed" : rb ?
                 "thread B: a block's pattern changed" : "hak_check reported problems");
@@ -928,8 +936,9 @@ static int xfer_workload(int own_only)
  * (api.c, HEAPLESS_FREES); then it takes a heap, so that the rest go through
  * its bins and their overflow to the transfer cache, from which the next
  * thread short of the class takes a batch.  Thread A allocates, thread C
- * frees n of A's blocks and never allocates, the main thread then allocates
- * one block of that size: with n = 2048, C holds a heap (heaps_active counts
+ * frees n of A's blocks and never allocates, the main thread (its first
+ * refill of the class used up, as in xfer_workload) then allocates one more
+ * block of that size: with n = 2048, C holds a heap (heaps_active counts
  * it) and the main thread's block is one of A's from the cache; with n = 512,
  * C has no heap and nothing went to the cache. */
 #define CONS_N 2048
@@ -972,6 +981,9 @@ static int consumer_workload(uintptr_t n)
     char *mid = malloc(8192);              /* the main thread's heap takes a SuperSlab */
     if (!mid) return 1;
     memset(mid, 1, 8192);
+    void *first[XFER_FIRST];
+    for (int i = 0; i < XFER_FIRST; i++)
+        if ((first[i] = malloc(XFER_SIZE)) == NULL) return 1;
     int ok1, ok2, ok3, ok4;
     uint64_t active0 = tu_stat("heaps_active", &ok1);
     pthread_t a, c;
@@ -997,6 +1009,8 @@ static int consumer_workload(uintptr_t n)
     int checked = hak_check();
     free(p);
     free(mid);
+    for (int i = 0; i < XFER_FIRST; i++)
+        free(first[i]);
     for (int i = 0; i < CONS_N; i++)
         free(cons_blocks[i]);
     if (!ok1 || !ok2 || !ok3 || !ok4 || ra || rc || checked) {
